@@ -1,0 +1,86 @@
+"""Losses over a run's outputs ``[T, B, K]``.
+
+A :class:`TimeLocalLoss` is a sum of per-step terms L = Σ_t ℓ_t(y_t), so an
+online rule can read the output error ∂ℓ_t/∂y_t at step t without keeping
+the run in memory.  The full-sequence call computes the same value in one
+vectorised pass.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+
+class TimeLocalLoss:
+    """L(outputs, target) = Σ_t ℓ_t(y_t, target)."""
+
+    name = "loss"
+
+    def __call__(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def output_error(self, t: int, n_steps: int, y_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """∂ℓ_t/∂y_t for a run of ``n_steps`` steps ([B, K]); zeros where ℓ_t is absent."""
+        raise NotImplementedError
+
+    def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
+        """Raise a clear error when ``target`` cannot go with outputs of this shape."""
+
+
+class MSE(TimeLocalLoss):
+    """Mean squared error over all steps, batch entries and outputs (the default)."""
+
+    name = "mse"
+
+    def __call__(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((outputs - target) ** 2).mean()
+
+    def output_error(self, t: int, n_steps: int, y_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (y_t - target[t]) / (n_steps * y_t.numel())
+
+    def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
+        _checks.tensor("target", target, rank=len(outputs_shape), shape=outputs_shape)
+        if not target.is_floating_point():
+            raise TypeError(f"target must be a floating-point tensor for mean squared error, got dtype {target.dtype}")
+
+
+class WindowCrossEntropy(TimeLocalLoss):
+    """Cross-entropy of softmax(y_t) against a class label, averaged over a window.
+
+    L = (1/|W|) Σ_{t∈W} mean_b CE(y_t^b, label^b), the loss Bellec et al. 2020
+    use for cue accumulation (W = the last ``window`` steps of the trial).
+    """
+
+    name = "cross_entropy"
+
+    def __init__(self, window: int) -> None:
+        self.window = _checks.positive_int("window", window)
+
+    def _start(self, n_steps: int) -> int:
+        return max(n_steps - self.window, 0)
+
+    def __call__(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        scored = outputs[self._start(outputs.shape[0]):]
+        logp = F.log_softmax(scored, dim=-1)
+        return -logp.gather(-1, target.view(1, -1, 1).expand(scored.shape[0], -1, 1)).mean()
+
+    def output_error(self, t: int, n_steps: int, y_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        start = self._start(n_steps)
+        if t < start:
+            return torch.zeros_like(y_t)
+        onehot = F.one_hot(target, y_t.shape[-1]).to(y_t.dtype)
+        return (torch.softmax(y_t, -1) - onehot) / ((n_steps - start) * y_t.shape[0])
+
+    def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
+        _checks.tensor("target", target, rank=1, shape=(outputs_shape[1],), finite=False)
+        if target.is_floating_point():
+            raise TypeError(f"target must hold integer class labels for cross-entropy, got dtype {target.dtype}")
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class chosen from the mean output over the scored window."""
+        return outputs[self._start(outputs.shape[0]):].mean(0).argmax(-1)
+
+
+mse = MSE()

@@ -1,0 +1,82 @@
+"""Multi-layer perceptron: the engine run for a single step (T = 1).
+
+    a_l = W_l h_{l-1} + b_l,   h_l = f(a_l)  (l < L),   y = a_L
+
+``step`` returns per-layer activities and pre-activations as locals so that
+single-step rules (FA, DFA, perturbation, predictive coding) read what a
+layer-local rule would see.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from .. import _checks
+from .base import Model
+
+MLP_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+
+class MLPLocals(NamedTuple):
+    activities: tuple[torch.Tensor, ...]       # h_0 = x, h_1, …, h_{L-1}
+    preactivations: tuple[torch.Tensor, ...]   # a_1, …, a_L
+
+
+class MLPState(NamedTuple):
+    """A feed-forward net has no state between steps."""
+
+
+def activation_fn(name: str) -> "callable":
+    return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
+            "linear": lambda a: a}[name]
+
+
+class MLP(Model):
+    """Fully connected net ``sizes = [n_in, h_1, …, n_out]``."""
+
+    kind = "feedforward"
+
+    def __init__(self, sizes: Sequence[int], activation: str = "tanh", dt: float = 1e-3,
+                 seed: int | None = None) -> None:
+        super().__init__()
+        if isinstance(sizes, (str, bytes)) or len(sizes) < 2:
+            raise ValueError(f"sizes must list at least two layer sizes [n_in, …, n_out], got {sizes!r}")
+        self.sizes = [_checks.positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        self.activation = _checks.choice("activation", activation, MLP_ACTIVATIONS)
+        self.f = activation_fn(activation)
+        self.n_in, self.n_out = self.sizes[0], self.sizes[-1]
+        self.n_units = sum(self.sizes[1:])
+        self.dt = _checks.positive("dt", dt)
+        with torch.random.fork_rng(enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def init_state(self, batch_size: int, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None, traces: bool = False) -> MLPState:
+        return MLPState()
+
+    def input_current(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def step(self, x_t: torch.Tensor, state: MLPState, i_in: torch.Tensor | None = None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, MLPState, MLPLocals]:
+        h, activities, pre = x_t, [x_t], []
+        for index, layer in enumerate(self.layers):
+            a = layer(h)
+            pre.append(a)
+            if index < len(self.layers) - 1:
+                h = self.f(a)
+                activities.append(h)
+            else:
+                h = a
+        return h, state, MLPLocals(tuple(activities), tuple(pre))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, n_in]`` → ``[B, n_out]``; a ``[T, B, n_in]`` sequence is mapped step by step."""
+        if x.dim() == 2:
+            _checks.tensor("x", x, rank=2, shape=(None, self.n_in))
+            return self.step(x, MLPState())[0]
+        return super().forward(x)
