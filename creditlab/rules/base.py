@@ -23,8 +23,21 @@ from ..losses import TimeLocalLoss
 from ..models.base import Model
 
 
+#: every concrete rule by its CLI name (filled as rule classes are defined)
+RULES: dict[str, type["Rule"]] = {}
+
+
 class Rule:
-    """Base class of every learning rule."""
+    """Base class of every learning rule.
+
+    A subclass that sets its own ``name`` is registered in :data:`RULES` under
+    that name, which is how ``creditlab train --rule NAME`` finds it.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            RULES[cls.name] = cls
 
     #: short name used by the CLI and in tables
     name: str = "rule"

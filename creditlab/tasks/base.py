@@ -18,8 +18,20 @@ from .. import _checks
 from ..losses import TimeLocalLoss
 
 
+#: every concrete task by its CLI name (filled as task classes are defined)
+TASKS: dict[str, type["Task"]] = {}
+
+
 class Task:
-    """Base class; subclasses set sizes and implement ``_generate``."""
+    """Base class; subclasses set sizes and implement ``_generate``.
+
+    A subclass that sets its own ``name`` is registered in :data:`TASKS`.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            TASKS[cls.name] = cls
 
     name: str = "task"
     n_in: int
