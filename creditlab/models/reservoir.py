@@ -138,11 +138,18 @@ class EchoState(Model):
     def fit(self, x: torch.Tensor, y: torch.Tensor, washout: int = 0, ridge: float = 1e-8) -> "EchoState":
         """Ridge-regression readout from inputs ``x [T, B, n_in]`` to targets ``y [T, B, n_out]``."""
         self.check_input(x)
+        h, _ = self.states(x, teacher=y if self.feedback else None)
+        return self.fit_states(x, h, y, washout, ridge)
+
+    @torch.no_grad()
+    def fit_states(self, x: torch.Tensor, h: torch.Tensor, y: torch.Tensor, washout: int = 0,
+                   ridge: float = 1e-8) -> "EchoState":
+        """Ridge readout from already collected states ``h = states(x)[0]`` (no second pass)."""
         _checks.tensor("y", y, rank=3, shape=(x.shape[0], x.shape[1], self.n_out))
+        _checks.tensor("h", h, rank=3, shape=(x.shape[0], x.shape[1], self.n_res))
         _checks.non_negative("ridge", ridge)
         if isinstance(washout, bool) or not isinstance(washout, int) or not 0 <= washout < x.shape[0]:
             raise ValueError(f"washout must be an int in [0, {x.shape[0] - 1}] (steps), got {washout!r}")
-        h, _ = self.states(x, teacher=y if self.feedback else None)
         design = self._design(x, h)[washout:].reshape(-1, 1 + self.n_in + self.n_res).double()
         target = y[washout:].reshape(-1, self.n_out).double()
         gram = design.t() @ design
