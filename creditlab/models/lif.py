@@ -86,6 +86,9 @@ class LIF(Model):
         self.v_th = _checks.positive("v_th", v_th)
         self.n_refractory = int(round(_checks.non_negative("t_ref", t_ref) / self.dt))
         self.surrogate = make_surrogate(surrogate, slope)
+        if self.n_refractory and self.surrogate.name == "smooth":
+            # a graded spike σ(x) is never exactly 0, so every neuron would stay refractory
+            raise ValueError(f"t_ref must be 0 with surrogate='smooth' (graded spikes), got t_ref={t_ref}")
         self.recurrent = bool(recurrent)
         self.alpha = math.exp(-self.dt / self.tau_m)
         self.rho = math.exp(-self.dt / self.tau_a)

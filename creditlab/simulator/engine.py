@@ -5,17 +5,18 @@ pure step function over ``x [T, B, n_in]`` (a feed-forward model also takes
 ``x [B, n_in]``: one step), lets the rule update its traces after each step,
 records what the monitors ask for, and lets the rule write its gradient
 estimate at the end.  The loop keeps the hot path lean: the feed-forward
-input drive is one matmul over all steps, sequences are split with
+input drive is one matmul per chunk of steps, sequences are split with
 ``unbind`` (one stack in backward, not a full-size scatter per step), and
 outputs are stacked once.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from .. import _checks
 from ..losses import MSE, TimeLocalLoss
 from ..models.base import Model
 from ..rules.base import Rule
@@ -56,8 +57,13 @@ class Simulator:
     def _prepare_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         single = self.model.kind == "feedforward" and isinstance(x, torch.Tensor) and x.dim() == 2
         if single:
+            _checks.tensor("x", x, rank=2, shape=(None, self.model.n_in))
             x = x.unsqueeze(0)
         self.model.check_input(x)
+        param = next(self.model.parameters(), None)
+        if param is not None and (x.dtype != param.dtype or x.device != param.device):
+            raise TypeError(f"x must have the model's dtype and device ({param.dtype}, {param.device}), "
+                            f"got ({x.dtype}, {x.device}); convert x with x.to(...) or the model with model.to(...)")
         return x, single
 
     def run(self, x: torch.Tensor, target: Any = None, loss: LossFn | None = None,
@@ -91,23 +97,81 @@ class Simulator:
               single: bool) -> tuple[torch.Tensor, Any, Record]:
         model, rule = self.model, self.rule
         n_steps, batch = x.shape[0], x.shape[1]
+        traces = rule is not None and rule.needs_presynaptic_traces
+        fresh = model.init_state(batch, x.device, x.dtype, traces=traces)
         if state is None:
-            traces = rule is not None and rule.needs_presynaptic_traces
-            state = model.init_state(batch, x.device, x.dtype, traces=traces)
+            state = fresh
+        else:
+            check_state(state, fresh)
         if rule is not None:
             rule.begin(model, x, target, loss_fn)
         recorder = Recorder(self.monitors, n_steps) if self.monitors else None
         wants_error = rule is not None and rule.needs_output_error and target is not None
         err_target = target[None] if single and wants_error else target
-        outputs = []
-        for t, (x_t, i_t) in enumerate(zip(x.unbind(0), model.input_current(x).unbind(0))):
+        outputs = OutputCollector(n_steps, batch, model.n_out, x)
+        for t, (x_t, i_t) in enumerate(drive(model, x)):
             noise = rule.perturbation(t, state) if rule is not None else None
             y, state, local = model.step(x_t, state, i_t, noise)
-            outputs.append(y)
+            outputs.add(t, y)
             if rule is not None:
                 error = loss_fn.output_error(t, n_steps, y.detach(), err_target) if wants_error else None
                 rule.step(t, local, y, error)
             if recorder is not None:
                 recorder.record(t, local, y, rule.traces() if rule is not None else {})
         record = recorder.result(model.dt) if recorder is not None else Record({}, model.dt)
-        return torch.stack(outputs), state, record
+        return outputs.result(), state, record
+
+
+class OutputCollector:
+    """Outputs of a run: a list stacked once under autograd, else one preallocated buffer.
+
+    Without a graph, a buffer keeps memory at T·B·K numbers instead of T
+    retained tensor objects, which matters for 10 000-step online runs.
+    """
+
+    def __init__(self, n_steps: int, batch: int, n_out: int, like: torch.Tensor) -> None:
+        self._grad = torch.is_grad_enabled()
+        self._items: list[torch.Tensor] = []
+        self._buffer = None if self._grad else like.new_empty(n_steps, batch, n_out)
+
+    def add(self, t: int, y: torch.Tensor) -> None:
+        if self._buffer is None:
+            self._items.append(y)
+        else:
+            self._buffer[t] = y
+
+    def result(self) -> torch.Tensor:
+        return torch.stack(self._items) if self._buffer is None else self._buffer
+
+
+#: steps whose feed-forward drive is computed in one matmul; bounds the O(T)
+#: memory of precomputed input currents so online rules stay flat in T
+DRIVE_CHUNK = 256
+
+
+def drive(model: Model, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x_t, input_current_t)``, projecting the input ``DRIVE_CHUNK`` steps at a time."""
+    for chunk in x.split(DRIVE_CHUNK):
+        yield from zip(chunk.unbind(0), model.input_current(chunk).unbind(0))
+
+
+def check_state(state: Any, expected: Any, name: str = "state") -> None:
+    """Raise a clear error when ``state`` cannot continue a run whose fresh state is ``expected``.
+
+    Tensors must match in shape (batch size and units); state tuples must be
+    of the same type.  A trace the fresh state lacks (``None``) is not checked.
+    """
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(state, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor of shape {tuple(expected.shape)}, got {type(state).__name__}; "
+                            "pass the state of a previous Result of this model")
+        if state.shape != expected.shape:
+            raise ValueError(f"{name} must have shape {tuple(expected.shape)} for this model and batch size, "
+                             f"got {tuple(state.shape)}")
+    elif isinstance(expected, tuple):
+        if type(state) is not type(expected) or len(state) != len(expected):
+            raise TypeError(f"{name} must be a {type(expected).__name__} of length {len(expected)} "
+                            f"(the state of a previous Result of this model), got {type(state).__name__}")
+        fields = getattr(expected, "_fields", None)
+        for index, (part, want) in enumerate(zip(state, expected)):
+            check_state(part, want, f"{name}.{fields[index]}" if fields else f"{name}[{index}]")

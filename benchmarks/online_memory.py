@@ -1,0 +1,84 @@
+"""Peak memory and time per step of online rules against BPTT, for T = 1 000 and 10 000.
+
+Each (rule, model, T) runs in a fresh process, which builds the model and the
+input, then measures one ``Simulator.run`` with the rule attached under
+:class:`creditlab.profiling.PeakMemory` (peak RSS above the RSS before the
+run; the input sequence, O(T) for every rule, is allocated before).
+
+    python benchmarks/online_memory.py     # writes benchmarks/results/online_memory.{json,md}
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CASES = [("bptt", "rate"), ("rflo", "rate"), ("eprop", "rate"), ("node-perturbation", "rate"),
+         ("surrogate", "lif"), ("eprop", "lif"), ("node-perturbation", "lif")]
+SIZES = dict(n_in=20, n_rec=256, n_out=2, batch=32)
+
+
+def measure(rule_name: str, model_name: str, n_steps: int) -> dict:
+    import torch
+    import creditlab as cl
+    from creditlab.profiling import PeakMemory
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    if model_name == "lif":
+        model = cl.models.LIF(SIZES["n_in"], SIZES["n_rec"], SIZES["n_out"], adaptive_fraction=0.5, seed=0)
+    else:
+        model = cl.models.RateRNN(SIZES["n_in"], SIZES["n_rec"], SIZES["n_out"], seed=0)
+    rule = cl.rules.RULES[rule_name]()
+    sim = cl.Simulator(model, rule)
+    x = (torch.rand(n_steps, SIZES["batch"], SIZES["n_in"]) < 0.05).float()
+    y = torch.randn(n_steps, SIZES["batch"], SIZES["n_out"])
+    sim.run(x[:20], target=y[:20])           # warm-up: allocator and lazy init outside the mark
+    with PeakMemory("cpu") as peak:
+        start = time.perf_counter()
+        sim.run(x, target=y)
+        seconds = time.perf_counter() - start
+    return {"rule": rule_name, "model": model_name, "T": n_steps,
+            "peak_mib": peak.mib, "ms_per_step": 1e3 * seconds / n_steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", nargs=3, metavar=("RULE", "MODEL", "T"))
+    parser.add_argument("--steps", type=int, nargs="+", default=[1000, 10000])
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(measure(args.case[0], args.case[1], int(args.case[2]))))
+        return
+    rows = []
+    for rule_name, model_name in CASES:
+        for n_steps in args.steps:
+            out = subprocess.run([sys.executable, __file__, "--case", rule_name, model_name, str(n_steps)],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "online_memory.json").write_text(json.dumps({"sizes": SIZES, "rows": rows}, indent=2))
+    lines = ["| rule | model | " + " | ".join(f"peak MiB T={t}" for t in args.steps)
+             + " | ratio | " + " | ".join(f"ms/step T={t}" for t in args.steps) + " |",
+             "|---|---|" + "---|" * (2 * len(args.steps) + 1)]
+    for rule_name, model_name in CASES:
+        got = {r["T"]: r for r in rows if r["rule"] == rule_name and r["model"] == model_name}
+        peaks = [got[t]["peak_mib"] for t in args.steps]
+        ratio = peaks[-1] / max(peaks[0], 1e-3)
+        lines.append(f"| {rule_name} | {model_name} | " + " | ".join(f"{p:.1f}" for p in peaks)
+                     + f" | {ratio:.2f} | " + " | ".join(f"{got[t]['ms_per_step']:.3f}" for t in args.steps) + " |")
+    table = "\n".join(lines)
+    (out_dir / "online_memory.md").write_text(
+        f"One `Simulator.run`, batch {SIZES['batch']}, {SIZES['n_in']} inputs, {SIZES['n_rec']} units, "
+        f"{SIZES['n_out']} outputs, CPU, one thread; peak memory above the pre-run RSS.\n\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
