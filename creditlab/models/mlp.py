@@ -61,11 +61,33 @@ class MLP(Model):
     def input_current(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
+    def split_noise(self, noise: torch.Tensor | Sequence[torch.Tensor | None] | None
+                    ) -> tuple[torch.Tensor | None, ...]:
+        """Per-layer pre-activation perturbations ξ_1 … ξ_L from ``noise``.
+
+        ``noise`` is ``None``, a tuple with one entry (tensor or ``None``) per
+        layer, or one tensor ``[…, n_units]`` laid out layer after layer.
+        """
+        n_layers = len(self.layers)
+        if noise is None:
+            return (None,) * n_layers
+        if isinstance(noise, torch.Tensor):
+            if noise.shape[-1] != self.n_units:
+                raise ValueError(f"noise must have last size n_units={self.n_units} (all layers' units), "
+                                 f"got shape {tuple(noise.shape)}")
+            return tuple(noise.split(self.sizes[1:], dim=-1))
+        noise = tuple(noise)
+        if len(noise) != n_layers:
+            raise ValueError(f"noise must hold one perturbation per layer ({n_layers}), got {len(noise)}")
+        return noise
+
     def step(self, x_t: torch.Tensor, state: MLPState, i_in: torch.Tensor | None = None,
-             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, MLPState, MLPLocals]:
+             noise: torch.Tensor | Sequence[torch.Tensor | None] | None = None
+             ) -> tuple[torch.Tensor, MLPState, MLPLocals]:
+        """One forward pass; ``noise`` adds ξ_l to the pre-activations: a_l = W_l h_{l-1} + b_l + ξ_l."""
         h, activities, pre = x_t, [x_t], []
-        for index, layer in enumerate(self.layers):
-            a = layer(h)
+        for index, (layer, xi) in enumerate(zip(self.layers, self.split_noise(noise))):
+            a = layer(h) if xi is None else layer(h) + xi
             pre.append(a)
             if index < len(self.layers) - 1:
                 h = self.f(a)

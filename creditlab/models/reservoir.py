@@ -174,14 +174,19 @@ class EchoState(Model):
 
     @torch.no_grad()
     def generate(self, n_steps: int, state: EchoStateState, x_last: torch.Tensor) -> torch.Tensor:
-        """Free-running prediction: each output becomes the next input (``n_in == n_out``)."""
+        """Free-running prediction of the next ``n_steps`` values (``[n_steps, B, n_out]``).
+
+        ``state`` is the reservoir state after the last teacher input ``x_last``;
+        the first value is the readout there, and each value is fed back as the
+        next input (``n_in == n_out``).
+        """
         _checks.positive_int("n_steps", n_steps)
         if self.n_in != self.n_out:
             raise ValueError(f"generate needs n_in == n_out to feed outputs back as inputs, "
                              f"got n_in={self.n_in}, n_out={self.n_out}")
-        u = self.readout(x_last, state.h) if state is not None else x_last
-        outputs = []
-        for _ in range(n_steps):
+        u = self.readout(x_last, state.h)
+        outputs = [u]
+        for _ in range(n_steps - 1):
             u, state, _ = self.step(u, state)
             outputs.append(u)
         return torch.stack(outputs)

@@ -1,0 +1,174 @@
+"""Predictive coding (Whittington & Bogacz 2017, Neural Computation 29:1229).
+
+Value nodes x_l of an MLP (one per pre-activation a_l, l = 1 … L); each
+layer's nodes predict the next layer's:
+
+    μ_l = W_l φ_l(x_{l-1}) + b_l,      ε_l = (x_l − μ_l) / Σ_l,
+    F   = ½ Σ_l Σ_l ‖ε_l‖²,
+
+with φ_1 = identity on the clamped input x_0 = x (the MLP does not pass its
+input through f) and φ_l = f for l ≥ 2.  The variances are Σ_l = 1 in the
+hidden layers and Σ_L = ``output_variance`` at the output.  A run is:
+
+1. the engine's step is the feed-forward pass, which initialises
+   x_l = a_l (so every hidden error is zero);
+2. the output node is clamped to the target, x_L = t;
+3. inference relaxes the hidden nodes by gradient descent on F,
+   ``n_inference`` steps of size γ = ``inference_rate``:
+
+       x_l ← x_l + γ (−ε_l + φ'_{l+1}(x_l) ⊙ W_{l+1}ᵀ ε_{l+1}),  l = 1 … L−1;
+
+4. the weights take the local Hebbian update at the relaxed state
+
+       ΔW_l = ε_l φ_l(x_{l-1})ᵀ,   Δb_l = ε_l   (summed over the batch).
+
+At equilibrium ε_l ≈ −(1/Σ_L) ∂L/∂a_l for the loss L = ½‖y − t‖², and the
+approximation becomes exact as the output variance grows relative to the
+hidden ones, Σ_L ≫ 1, so that every prediction error stays small (their
+Section 2.3 and Figure 3).  Hence ``p.grad = −c Σ_L ΔW`` with c = 2/numel(y),
+the factor that turns ½‖y − t‖² into creditlab's mean squared error: the
+estimate matches the MSE gradient in size as well as direction.
+
+``fixed_prediction=True`` is the fixed-prediction assumption (Millidge,
+Tschantz & Buckley 2022, Neural Computation 34:1329): predictions μ_l and
+the derivatives φ' stay at their feed-forward values during inference and
+the update reads the feed-forward φ_l(a_{l-1}); at equilibrium the errors
+then equal backprop's exactly.
+
+The relaxation is a loop inside the rule's ``end`` (the engine's one step
+is the feed-forward sweep that initialises it); it uses explicit f' and no
+autograd graph.  It needs the MSE loss and an MLP whose activation has a
+derivative: tanh, sigmoid, linear or relu (relu' = 1[a > 0]).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .. import _checks
+from ..losses import MSE
+from ..models.base import Model
+from ..models.mlp import MLP, MLPLocals
+from .base import Rule, accumulate_grad
+
+
+def _tanh_prime(a: torch.Tensor) -> torch.Tensor:
+    return 1.0 - torch.tanh(a) ** 2
+
+
+def _sigmoid_prime(a: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(a)
+    return s * (1.0 - s)
+
+
+def _relu_prime(a: torch.Tensor) -> torch.Tensor:
+    return (a > 0).to(a.dtype)
+
+
+def _linear_prime(a: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(a)
+
+
+#: f' for every activation predictive coding can relax through
+ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "tanh": _tanh_prime, "sigmoid": _sigmoid_prime, "relu": _relu_prime, "linear": _linear_prime}
+
+
+class PredictiveCoding(Rule):
+    """Predictive coding: relax value nodes on F = ½Σ‖ε_l‖², then ΔW_l = ε_l φ_l(x_{l-1})ᵀ.
+
+    ``n_inference``: relaxation steps (≥ 1); ``inference_rate``: step size γ
+    in (0, 1]; ``output_variance``: Σ_L > 0 (large values bring the update
+    closer to backprop); ``fixed_prediction``: hold predictions at their
+    feed-forward values (exact backprop at equilibrium).
+    """
+
+    name = "predictive-coding"
+    model_kinds = ("feedforward",)
+
+    def __init__(self, n_inference: int = 100, inference_rate: float = 0.1,
+                 output_variance: float = 1.0, fixed_prediction: bool = False) -> None:
+        super().__init__()
+        self.n_inference = _checks.positive_int("n_inference", n_inference)
+        self.inference_rate = _checks.positive("inference_rate", inference_rate)
+        if self.inference_rate > 1.0:
+            raise ValueError(f"inference_rate must be in (0, 1] (larger steps make the relaxation diverge), "
+                             f"got {inference_rate}")
+        if not isinstance(fixed_prediction, bool):
+            raise TypeError(f"fixed_prediction must be True or False, got {type(fixed_prediction).__name__}")
+        self.fixed_prediction = fixed_prediction
+        self.output_variance = _checks.positive("output_variance", output_variance)
+        self._locals: list[MLPLocals] = []
+
+    def alternative_hint(self, model: Model) -> str:
+        return "; use cl.rules.BPTT() for recurrent or spiking models"
+
+    def attach(self, model: Model) -> None:
+        super().attach(model)
+        if not isinstance(model, MLP):
+            raise TypeError(f"PredictiveCoding trains cl.models.MLP networks only, got {type(model).__name__}; "
+                            "train it with cl.rules.BPTT() instead")
+        if model.activation not in ACTIVATION_DERIVATIVES:
+            raise ValueError(
+                f"PredictiveCoding needs the activation's derivative f', but {type(model).__name__} uses "
+                f"{model.activation!r}; accepted activations: {', '.join(ACTIVATION_DERIVATIVES)}")
+
+    def begin(self, model: Model, x: torch.Tensor, target: Any, loss: Any) -> None:
+        super().begin(model, x, target, loss)
+        if not isinstance(loss, MSE):
+            raise TypeError("PredictiveCoding clamps the output to the target, which is gradient descent on "
+                            f"squared error; pass loss=cl.losses.MSE() (the default), got {type(loss).__name__}")
+        self._locals = []
+
+    def step(self, t: int, local: MLPLocals, y_t: torch.Tensor, error_t: torch.Tensor | None) -> None:
+        self._locals.append(local)
+
+    # -- the energy and its descent ------------------------------------------------
+    def _phi(self, index: int, value: torch.Tensor) -> torch.Tensor:
+        """φ_l of the node below layer ``index`` (0-based): identity on the input, f elsewhere."""
+        return value if index == 0 else self.model.f(value)
+
+    def _phi_prime(self, value: torch.Tensor) -> torch.Tensor:
+        return ACTIVATION_DERIVATIVES[self.model.activation](value)
+
+    def _errors(self, nodes: list[torch.Tensor], feedforward: list[torch.Tensor]) -> list[torch.Tensor]:
+        """ε_l = (x_l − μ_l)/Σ_l for l = 1 … L (``nodes[0]`` is the clamped input)."""
+        errors = []
+        for index, layer in enumerate(self.model.layers):
+            if self.fixed_prediction:
+                mu = feedforward[index + 1]
+            else:
+                mu = layer(self._phi(index, nodes[index]))
+            errors.append(nodes[index + 1] - mu)
+        errors[-1] = errors[-1] / self.output_variance
+        return errors
+
+    def relax(self, x: torch.Tensor, target: torch.Tensor,
+              preactivations: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Value nodes and errors after ``n_inference`` descent steps on F (input and output clamped)."""
+        feedforward = [x] + preactivations
+        nodes = [x] + [a.clone() for a in preactivations[:-1]] + [target]
+        gamma = self.inference_rate
+        for _ in range(self.n_inference):
+            errors = self._errors(nodes, feedforward)
+            for index in range(1, len(nodes) - 1):
+                slope_at = feedforward[index] if self.fixed_prediction else nodes[index]
+                feedback = errors[index] @ self.model.layers[index].weight
+                nodes[index] = nodes[index] + gamma * (-errors[index - 1] + self._phi_prime(slope_at) * feedback)
+        return nodes, self._errors(nodes, feedforward)
+
+    def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
+        if target is None:
+            raise ValueError("PredictiveCoding needs a target to clamp the output to; pass target= to sim.run")
+        with torch.no_grad():
+            x = torch.cat([local.activities[0] for local in self._locals], dim=0)
+            pre = [torch.cat(layer, dim=0) for layer in zip(*(local.preactivations for local in self._locals))]
+            clamped = target.reshape(-1, self.model.n_out).to(x.dtype)
+            nodes, errors = self.relax(x, clamped, pre)
+            presynaptic = [x] + pre[:-1] if self.fixed_prediction else nodes[:-1]
+            scale = 2.0 * self.output_variance / outputs.numel()
+            for index, (layer, eps) in enumerate(zip(self.model.layers, errors)):
+                rate = self._phi(index, presynaptic[index])
+                accumulate_grad(layer.weight, -scale * eps.T @ rate)
+                accumulate_grad(layer.bias, -scale * eps.sum(0))

@@ -1,0 +1,126 @@
+"""Predictive coding (Whittington & Bogacz 2017) against autograd backprop."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import creditlab as cl
+from creditlab.models.mlp import MLPState
+from creditlab.rules import PredictiveCoding
+
+DT = torch.float64
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-7, atol: float = 1e-9) -> None:
+    # torch.allclose rather than torch.testing.assert_close, whose first call imports torch.distributed
+    assert torch.allclose(actual, expected, rtol=rtol, atol=atol), (actual - expected).abs().max()
+
+
+def problem(activation: str = "tanh", seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    net = cl.models.MLP([4, 8, 6, 3], activation=activation, seed=seed).to(DT)
+    x = torch.randn(5, 4, generator=gen, dtype=DT)
+    y = torch.randn(5, 3, generator=gen, dtype=DT)
+    return net, x, y
+
+
+def norm_ratio(estimate, exact) -> float:
+    num = sum(float((estimate[n] ** 2).sum()) for n in exact)
+    den = sum(float((exact[n] ** 2).sum()) for n in exact)
+    return (num / den) ** 0.5
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_converges_to_backprop_with_many_small_inference_steps(activation):
+    """Their result: with Σ_out ≫ Σ_hidden and a relaxed network, ΔW_PC ≈ ΔW_BP."""
+    net, x, y = problem(activation)
+    rule = PredictiveCoding(n_inference=400, inference_rate=0.05, output_variance=100.0)
+    alignment = cl.rules.rule_alignment(net, rule, x, y)
+    assert alignment.cosine >= 0.99, alignment
+    ratio = norm_ratio(cl.rules.rule_estimate(net, rule, x, y), cl.rules.exact_gradient(net, x, y))
+    assert 0.97 < ratio < 1.03
+
+
+def test_agreement_improves_as_output_variance_grows():
+    net, x, y = problem("tanh")
+    cosines = [cl.rules.rule_alignment(net, PredictiveCoding(200, 0.1, output_variance=v), x, y).cosine
+               for v in (1.0, 10.0, 100.0)]
+    assert cosines[0] < cosines[1] < cosines[2], cosines
+
+
+def test_fixed_prediction_equals_backprop_at_equilibrium():
+    net, x, y = problem("tanh")
+    estimate = cl.rules.rule_estimate(net, PredictiveCoding(150, 0.3, fixed_prediction=True), x, y)
+    exact = cl.rules.exact_gradient(net, x, y)
+    for name in exact:
+        assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
+
+
+def test_relaxation_descends_the_energy_from_the_feedforward_state():
+    net, x, y = problem("sigmoid")
+    rule = PredictiveCoding(n_inference=1, inference_rate=0.1)
+    cl.Simulator(net, rule)
+    _, _, local = net.step(x, MLPState())
+    pre = [a.detach() for a in local.preactivations]
+
+    def energy(n_steps: int) -> float:
+        rule.n_inference = n_steps
+        _, errors = rule.relax(x, y, pre)
+        return 0.5 * sum(float((e ** 2).sum()) for e in errors)
+
+    _, first_errors = rule.relax(x, y, pre)
+    energies = [energy(n) for n in (1, 5, 20, 100)]
+    assert all(b < a for a, b in zip(energies, energies[1:])), energies
+    # one step from the feed-forward state: the output error has reached only the top hidden layer
+    assert float(first_errors[0].abs().max()) == 0.0
+
+
+def test_predictive_coding_learns_a_teacher_network():
+    teacher = cl.models.MLP([4, 8, 2], activation="tanh", seed=21)
+    student = cl.models.MLP([4, 8, 2], activation="tanh", seed=22)
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = teacher(x)
+    sim = cl.Simulator(student, PredictiveCoding(n_inference=10, inference_rate=0.2))
+    opt = torch.optim.Adam(student.parameters(), lr=1e-2)
+    first = float(sim.run(x, y).loss)
+    for _ in range(100):
+        opt.zero_grad()
+        sim.run(x, y)
+        opt.step()
+    with torch.no_grad():
+        final = float(((student(x) - y) ** 2).mean())
+    assert final < 0.2 * first, (first, final)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_inference": 0}, "n_inference"),
+    ({"inference_rate": 0.0}, "inference_rate"),
+    ({"inference_rate": 1.5}, "inference_rate"),
+    ({"output_variance": -1.0}, "output_variance"),
+])
+def test_bad_hyperparameters_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PredictiveCoding(**kwargs)
+
+
+class SignMLP(cl.models.MLP):
+    def __init__(self, sizes):
+        super().__init__(sizes)
+        self.activation, self.f = "sign", torch.sign
+
+
+def test_models_losses_and_targets_it_cannot_use_are_refused():
+    with pytest.raises(ValueError, match="derivative f'.*'sign'"):
+        cl.Simulator(SignMLP([2, 3, 1]), PredictiveCoding())
+    with pytest.raises(TypeError, match="BPTT"):
+        cl.Simulator(cl.models.ConvNet(in_shape=(1, 8, 8), channels=(2, 2), n_out=2), PredictiveCoding())
+    with pytest.raises(TypeError, match="feedforward"):
+        cl.Simulator(cl.models.RateRNN(n_in=2, n_rec=3, n_out=1), PredictiveCoding())
+    net = cl.models.MLP([3, 4, 2])
+    sim = cl.Simulator(net, PredictiveCoding())
+    x = torch.randn(6, 3)
+    with pytest.raises(TypeError, match="MSE"):
+        sim.run(x[None], torch.zeros(6, dtype=torch.long), loss=cl.losses.WindowCrossEntropy(1))
+    with pytest.raises(ValueError, match="target"):
+        sim.run(x)
