@@ -26,14 +26,14 @@ from creditlab.tasks.timeseries import mackey_glass, nrmse
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=400)
-    parser.add_argument("--train", type=int, default=3000)
-    parser.add_argument("--washout", type=int, default=100)
+    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--washout", type=int, default=200)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--spectral-radius", type=float, default=0.95)
     parser.add_argument("--leak", type=float, default=1.0)
     parser.add_argument("--input-scaling", type=float, default=1.0)
     parser.add_argument("--bias-scaling", type=float, default=0.2)
-    parser.add_argument("--ridge", type=float, default=1e-10)
+    parser.add_argument("--ridge", type=float, default=1e-12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
