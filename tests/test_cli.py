@@ -92,7 +92,7 @@ def test_plot_without_model_arguments_draws_the_learning_curve_only(tmp_path, ca
     (["train", "--rule", "nope", "--task", "evidence", "--run-dir", "x"], "unknown rule 'nope'; choose from"),
     (["train", "--rule", "surrogate", "--task", "nope", "--run-dir", "x"], "unknown task 'nope'; choose from"),
     (["train", "--model", "gru", "--rule", "bptt", "--task", "evidence", "--run-dir", "x"],
-     "unknown model 'gru'; choose from lif, alif, rate"),
+     "model must be one of 'lif', 'alif', 'rate', 'mlp'; got 'gru'"),
     (["train", "--rule", "bptt", "--task", "evidence", "--run-dir", "x", "--steps", "0"],
      "argument --steps: expected an integer >= 1, got 0"),
     (["train", "--rule", "bptt", "--task", "evidence", "--run-dir", "x", "--batch-size", "many"],
@@ -134,7 +134,7 @@ def test_plot_of_a_directory_that_is_not_a_run(tmp_path, capsys):
 def test_subcommands_are_registered_in_one_table():
     parser = cli.make_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command")
-    assert list(subparsers.choices) == list(cli.SUBCOMMANDS) == ["demo", "train", "plot"]
+    assert list(subparsers.choices) == list(cli.SUBCOMMANDS) == ["demo", "train", "plot", "compare"]
 
 
 def test_console_entry_point_runs_as_a_process(tmp_path):
