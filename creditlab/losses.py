@@ -83,4 +83,46 @@ class WindowCrossEntropy(TimeLocalLoss):
         return outputs[self._start(outputs.shape[0]):].mean(0).argmax(-1)
 
 
+class CrossEntropy(TimeLocalLoss):
+    """Softmax cross-entropy against integer class labels, averaged over steps and batch.
+
+    L = (1/(T·B)) Σ_t Σ_b −log softmax(y_t^b)[label^b], so ∂ℓ_t/∂y_t = (softmax(y_t) − onehot)/(T·B).
+    Outputs are ``[B, K]`` (one feed-forward step) or ``[T, B, K]``; labels are ``[B]``
+    (the same label at every step) or ``[T, B]``.
+    """
+
+    name = "ce"
+
+    @staticmethod
+    def _labels(target: torch.Tensor, t: int) -> torch.Tensor:
+        return target[t] if target.dim() == 2 else target
+
+    def __call__(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if outputs.dim() == 2:
+            return F.cross_entropy(outputs, target)
+        labels = target.expand(outputs.shape[0], -1) if target.dim() == 1 else target
+        return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), labels.reshape(-1))
+
+    def output_error(self, t: int, n_steps: int, y_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        error = torch.softmax(y_t, -1)
+        error[torch.arange(y_t.shape[0], device=y_t.device), self._labels(target, t)] -= 1.0
+        return error / (n_steps * y_t.shape[0])
+
+    def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
+        batch = outputs_shape[-2]
+        if len(outputs_shape) == 3 and isinstance(target, torch.Tensor) and target.dim() == 2:
+            _checks.tensor("target", target, rank=2, shape=outputs_shape[:2], finite=False)
+        else:
+            _checks.tensor("target", target, rank=1, shape=(batch,), finite=False)
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class labels for cross-entropy, got dtype {target.dtype}")
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= outputs_shape[-1]):
+            raise ValueError(f"target labels must lie in [0, {outputs_shape[-1] - 1}], "
+                             f"got values in [{int(target.min())}, {int(target.max())}]")
+
+    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class chosen from the output (mean over steps for a sequence)."""
+        return (outputs if outputs.dim() == 2 else outputs.mean(0)).argmax(-1)
+
+
 mse = MSE()

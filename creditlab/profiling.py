@@ -5,6 +5,10 @@ keeps a resident-set high-water mark (VmHWM) that can be reset by writing 5
 to ``/proc/self/clear_refs``; the peak of a block is then VmHWM minus the RSS
 before it.  Elsewhere the measurement is unavailable (``None``) rather than
 guessed.
+
+The CPU figure counts pages the block newly made resident: memory that the
+allocator recycles from earlier work in the same process is not seen, so
+measure in a fresh process (as ``creditlab compare`` and the benchmarks do).
 """
 from __future__ import annotations
 

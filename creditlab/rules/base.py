@@ -45,6 +45,10 @@ class Rule:
     model_kinds: tuple[str, ...] = ("spiking", "rate", "feedforward")
     #: True when the simulator must keep the autograd graph over the run
     uses_autograd: bool = False
+    #: True for direct plasticity (STDP): the rule changes the model's weights itself
+    #: during the run and writes no ``p.grad``; the engine then projects the input
+    #: with the current weights every step
+    direct: bool = False
     #: True when the model must carry filtered presynaptic traces in its state
     needs_presynaptic_traces: bool = False
     #: True when the rule reads the per-step output error ∂ℓ_t/∂y_t
@@ -90,11 +94,15 @@ class Rule:
         return {}
 
 
-def accumulate_grad(param: torch.nn.Parameter, estimate: torch.Tensor) -> None:
-    """Add ``estimate`` into ``param.grad`` the way ``backward`` accumulates."""
+def accumulate_grad(param: torch.nn.Parameter, estimate: torch.Tensor, owned: bool = False) -> None:
+    """Add ``estimate`` into ``param.grad`` the way ``backward`` accumulates.
+
+    ``owned=True``: ``estimate`` is a fresh tensor the caller hands over, so an
+    empty ``param.grad`` takes it without a copy.
+    """
     estimate = estimate.detach().to(param.dtype).reshape(param.shape)
     if param.grad is None:
-        param.grad = estimate.clone()
+        param.grad = estimate if owned else estimate.clone()
     else:
         param.grad.add_(estimate)
 
