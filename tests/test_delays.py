@@ -76,7 +76,7 @@ def reference_lif(model: cl.models.LIF, x: np.ndarray) -> tuple[np.ndarray, np.n
         delivered = np.where(source >= 0, z[np.clip(source, 0, None), pre], 0.0)
         v = model.alpha * v + (w_rec * delivered).sum(1) + w_in @ x[t] - model.v_th * z[t]
         a = model.rho * a + z[t]
-        free = t - last_spike > model.n_refractory
+        free = t - last_spike >= model.n_refractory
         z[t + 1] = ((v - model.v_th - beta * a > 0) & free).astype(float)
         last_spike = np.where(z[t + 1] > 0, t, last_spike)
         vs[t] = v

@@ -64,7 +64,7 @@ def truncated_reference(net: LIF, x: torch.Tensor, target, loss, reset_gradient:
         free = refractory == 0
         z = net.surrogate.spike((v - net.v_th - net.beta_vec * a) / net.v_th) * free
         if net.n_refractory:
-            refractory = torch.where(z > 0, net.n_refractory, (refractory - 1).clamp(min=0))
+            refractory = torch.where(z > 0, net.n_refractory - 1, (refractory - 1).clamp(min=0))
         if feedback is None:
             drive = z @ net.w_out.t()
         else:

@@ -31,12 +31,10 @@ Mapping of times and constants:
 - A recurrent synapse with creditlab delay d has Brian2 ``delay = d·dt``:
   a spike thresholded in step s is pushed in step s+1 and delivered d steps
   after that, i.e. it reaches v^{s+1+d}, as z^{t-d} in v^{t+1}.
-- creditlab's ``t_ref`` counts the steps *after* a spike during which the
-  neuron cannot fire (n_ref = round(t_ref/dt), as NEST and Norse count);
-  Brian2 counts the refractory period from the spike step itself
-  (not_refractory = steps since spike ≥ refractory/dt).  Hence Brian2
-  ``refractory = (n_ref + 1)·dt``.  In both, v keeps integrating while
-  refractory (no ``(unless refractory)`` flag).
+- creditlab's ``t_ref`` follows Bellec et al.'s LSNN and Brian2: a neuron
+  that spikes at step s may spike again at step s + n_ref
+  (n_ref = round(t_ref/dt)), so Brian2 ``refractory = n_ref·dt``.  In both,
+  v keeps integrating while refractory (no ``(unless refractory)`` flag).
 - No autapses (creditlab masks W^rec's diagonal).
 """
 from __future__ import annotations
@@ -91,7 +89,7 @@ def brian2_run(model: cl.models.LIF, x: torch.Tensor) -> tuple[np.ndarray, np.nd
     neurons = b2.NeuronGroup(
         n, "dv/dt = -v / tau_m : 1\nda/dt = -a / tau_a : 1\nbeta_j : 1 (constant)",
         threshold="v > v_th + beta_j * a", reset="v -= v_th\na += 1",
-        refractory=(model.n_refractory + 1) * dt, method="exact", dt=dt,
+        refractory=model.n_refractory * dt, method="exact", dt=dt,
         namespace=dict(tau_m=model.tau_m * b2.second, tau_a=model.tau_a * b2.second, v_th=model.v_th))
     neurons.beta_j = model.beta_vec.numpy()
 
@@ -153,7 +151,7 @@ def test_comparison_exercises_refractoriness_and_delays() -> None:
     model, x = random_network("alif_delays_refractory", seed=0)
     z_ours, _ = creditlab_run(model, x)
     inter_spike = np.concatenate([np.diff(np.flatnonzero(z_ours[:, j])) for j in range(N_REC)])
-    assert inter_spike.min() == model.n_refractory + 1, "refractoriness never limited the firing"
+    assert inter_spike.min() == model.n_refractory, "refractoriness never limited the firing"
 
     shorter = cl.models.LIF(N_IN, N_REC, 2, seed=0, w_in_gain=3.0,
                             **{**NETWORKS["alif_delays_refractory"], "t_ref": 1e-3}).double()

@@ -11,8 +11,9 @@ length ``dt``, for neuron j:
 
 with α = exp(−dt/τ_m), ρ = exp(−dt/τ_a), κ = exp(−dt/τ_out), β_j = β for
 the ``adaptive_fraction`` of ALIF neurons and 0 for plain LIF neurons, reset
-by subtraction, and a refractory period of ``round(t_ref/dt)`` steps during
-which a neuron cannot spike and its pseudo-derivative is 0.  H is the
+by subtraction, and a refractory period of n_ref = ``round(t_ref/dt)`` steps:
+a neuron that spiked at step s cannot spike, and has pseudo-derivative 0,
+until step s + n_ref (as in Bellec et al.'s LSNN code and Brian2).  H is the
 Heaviside step in the forward pass and the surrogate ψ in the backward pass.
 
 Recurrent spikes travel with per-synapse integer delays d_ji ∈ {0..D}
@@ -180,7 +181,7 @@ class LIF(Model):
         z = self.surrogate.spike(scaled)
         if self.n_refractory:
             z = z * free
-            refractory = torch.where(z > 0, self.n_refractory, (state.refractory - 1).clamp_(min=0))
+            refractory = torch.where(z > 0, self.n_refractory - 1, (state.refractory - 1).clamp_(min=0))
         else:
             refractory = state.refractory
         y = self.kappa * state.y + z @ self.w_out.t() + self.b_out
