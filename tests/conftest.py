@@ -1,7 +1,10 @@
 """Shared test fixtures (kept small: each test file builds its own networks)."""
 from __future__ import annotations
 
-from typing import Iterator
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -16,3 +19,16 @@ def float64() -> Iterator[torch.dtype]:
         yield torch.float64
     finally:
         torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def load_example() -> Callable[[str], ModuleType]:
+    """Import a script from ``examples/`` by file name, for the slow reproduction tests."""
+    def load(name: str) -> ModuleType:
+        path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -280,30 +280,19 @@ def test_bad_arguments_are_named() -> None:
 
 
 # -- reproduction (slow) ---------------------------------------------------------------
-def _example():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "eprop_evidence.py"
-    spec = importlib.util.spec_from_file_location("eprop_evidence", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
-def test_random_eprop_solves_evidence_accumulation() -> None:
+def test_random_eprop_solves_evidence_accumulation(load_example) -> None:
     """Bellec et al. 2020 Fig. 3 on the shortened 300-step trial: ≥ 90 % accuracy
     on 512 fresh trials after 600 iterations (measured: 93.2 %, about 10 minutes)."""
-    result = _example().train_evidence(steps=600, batch=32, trial="tiny", seed=0, rate_reg=5e-6)
+    result = load_example("eprop_evidence").train_evidence(steps=600, batch=32, trial="tiny", seed=0, rate_reg=5e-6)
     assert result["final_accuracy"] >= 0.9
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_eprop_pattern_generation_within_twice_bptt(seed: int) -> None:
+def test_eprop_pattern_generation_within_twice_bptt(seed: int, load_example) -> None:
     """Bellec et al. 2020 Fig. 2 on a 300 ms pattern, 200 Adam iterations each."""
-    example = _example()
+    example = load_example("eprop_evidence")
     eprop = example.train_pattern("eprop", steps=200, duration=0.3, seed=seed)
     bptt = example.train_pattern("bptt", steps=200, duration=0.3, seed=seed)
     assert eprop["final_mse"] < 0.05 * eprop["initial_mse"]
