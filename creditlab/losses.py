@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from . import _checks
 
 
+#: steps per slice when a loss is evaluated without a graph
+_SLICE = 256
+
+
 class TimeLocalLoss:
     """L(outputs, target) = Σ_t ℓ_t(y_t, target)."""
 
@@ -28,6 +32,15 @@ class TimeLocalLoss:
     def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
         """Raise a clear error when ``target`` cannot go with outputs of this shape."""
 
+    @torch.no_grad()
+    def evaluate(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss value without a graph; equal to ``self(outputs, target)``.
+
+        Subclasses whose call builds full-size ``[T, B, K]`` temporaries sum
+        over slices of time instead, so an online run's memory stays flat in T.
+        """
+        return self(outputs, target)
+
 
 class MSE(TimeLocalLoss):
     """Mean squared error over all steps, batch entries and outputs (the default)."""
@@ -39,6 +52,11 @@ class MSE(TimeLocalLoss):
 
     def output_error(self, t: int, n_steps: int, y_t: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 2.0 * (y_t - target[t]) / (n_steps * y_t.numel())
+
+    @torch.no_grad()
+    def evaluate(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = sum(F.mse_loss(o, t, reduction="sum") for o, t in zip(outputs.split(_SLICE), target.split(_SLICE)))
+        return total / outputs.numel()
 
     def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
         _checks.tensor("target", target, rank=len(outputs_shape), shape=outputs_shape)

@@ -86,7 +86,10 @@ class Simulator:
         with torch.set_grad_enabled(grad):
             outputs, state, record = self._loop(x, target, loss_fn, state, single)
             outputs = outputs[0] if single else outputs
-            value = loss_fn(outputs, target) if target is not None else None
+            value = None
+            if target is not None:
+                online = not grad and isinstance(loss_fn, TimeLocalLoss)
+                value = loss_fn.evaluate(outputs, target) if online else loss_fn(outputs, target)
             if rule is not None:
                 rule.end(outputs, target, value)
                 outputs = outputs.detach()
@@ -109,7 +112,8 @@ class Simulator:
         wants_error = rule is not None and rule.needs_output_error and target is not None
         err_target = target[None] if single and wants_error else target
         outputs = OutputCollector(n_steps, batch, model.n_out, x)
-        for t, (x_t, i_t) in enumerate(drive(model, x)):
+        chunk = 1 if rule is not None and rule.direct else DRIVE_CHUNK
+        for t, (x_t, i_t) in enumerate(drive(model, x, chunk)):
             noise = rule.perturbation(t, state) if rule is not None else None
             y, state, local = model.step(x_t, state, i_t, noise)
             outputs.add(t, y)
@@ -149,10 +153,11 @@ class OutputCollector:
 DRIVE_CHUNK = 256
 
 
-def drive(model: Model, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x_t, input_current_t)``, projecting the input ``DRIVE_CHUNK`` steps at a time."""
-    for chunk in x.split(DRIVE_CHUNK):
-        yield from zip(chunk.unbind(0), model.input_current(chunk).unbind(0))
+def drive(model: Model, x: torch.Tensor,
+          chunk: int = DRIVE_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x_t, input_current_t)``, projecting the input ``chunk`` steps at a time."""
+    for part in x.split(chunk):
+        yield from zip(part.unbind(0), model.input_current(part).unbind(0))
 
 
 def check_state(state: Any, expected: Any, name: str = "state") -> None:
