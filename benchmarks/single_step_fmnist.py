@@ -4,40 +4,48 @@ Three recipes, each run with ``cl.Simulator(net, rule).run(x, labels, CrossEntro
 per mini-batch and a ``torch.optim`` optimizer on ``net.parameters()``:
 
 - ``fmnist``   MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, 10 epochs, Fashion-MNIST;
-               backprop / FA / DFA / Kolen-Pollack (the BioTorch comparison).
+               backprop / FA / DFA / Kolen-Pollack, each next to BioTorch 0.0.16
+               (Sanfiz & Akrout 2021) on the same recipe (``--peer``), plus weight
+               perturbation, node perturbation and forward gradient (``--perturbation-epochs``).
+               Initialisation as BioTorch's own model builders do it (``copy_weights=False``):
+               Xavier-uniform W and zero b (``MLP(init="xavier")``), Xavier-uniform feedback B.
 - ``lansdell`` MLP 784-50-20-10 sigmoid (Lansdell, Prakash & Kording 2019, Fig. 1),
                on Fashion-MNIST and on the MNIST-10k subset; backprop / FA / learned feedback.
 - ``akrout``   MLP 784-500-10 sigmoid (Akrout et al. 2019), MNIST-10k subset;
                backprop / FA / Kolen-Pollack.
 
-Reported: test accuracy (mean ± std over seeds) and training seconds per
-epoch (the loop over mini-batches only; evaluation excluded).  The table is
-written to ``benchmarks/SINGLE_STEP.md`` (temp file, then rename).
+Reported: test accuracy (mean ± sd over seeds) and training seconds per epoch
+(the loop over mini-batches only; evaluation excluded).  Each creditlab run is
+followed immediately by the BioTorch run of the same rule and seed, so the
+per-epoch time ratio compares runs that saw the same machine load.  The table
+goes to ``benchmarks/results/single_step_fmnist.md`` and the raw numbers to the
+``.json`` beside it (both written through a temp file after every run, so a
+cut-off run leaves the seeds it finished).
 
-    OMP_NUM_THREADS=1 python benchmarks/single_step_fmnist.py --recipe all
+    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/biotorch_pkg python benchmarks/single_step_fmnist.py \\
+        --recipe fmnist --peer --threads 1
     python benchmarks/single_step_fmnist.py --recipe fmnist --seeds 0 --epochs 2   # quick look
 """
 from __future__ import annotations
 
 import argparse
-import gzip
+import json
 import os
+import platform
 import statistics
-import struct
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import creditlab as cl
 from creditlab.losses import CrossEntropy
+from creditlab.tasks import datasets
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_10K = Path("/work/shared/data/mnist-10k")
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "single_step_fmnist.md"
 
 
 @dataclass
@@ -48,62 +56,50 @@ class Split:
     y_test: torch.Tensor
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _from_idx(root: Path) -> tuple[torch.Tensor, ...]:
-    parts = [_read_idx(root / f"{p}-{k}-idx{n}-ubyte.gz")
-             for p in ("train", "t10k") for k, n in (("images", 3), ("labels", 1))]
-    return tuple(torch.from_numpy(a.copy()) for a in parts)
-
-
 def load(dataset: str) -> Split:
     """Images flattened to [N, 784] in [0, 1], standardised with the training mean/std; int64 labels."""
-    root = FASHION_MNIST if dataset == "fashion-mnist" else MNIST_10K
-    x_tr, y_tr, x_te, y_te = _from_idx(root)
-    x_tr = x_tr.reshape(len(x_tr), -1).float() / 255
-    x_te = x_te.reshape(len(x_te), -1).float() / 255
-    mean, std = x_tr.mean(), x_tr.std()
-    return Split((x_tr - mean) / std, y_tr.long(), (x_te - mean) / std, y_te.long())
+    if dataset == "fashion-mnist":
+        train, test = datasets.fashion_mnist(split="train"), datasets.fashion_mnist(split="test")
+    else:
+        train, test = datasets.mnist(MNIST_10K, split="train"), datasets.mnist(MNIST_10K, split="test")
+    mean, std = train.images.mean(), train.images.std()
+    return Split((train.images - mean) / std, train.labels, (test.images - mean) / std, test.labels)
 
 
-@dataclass
-class Run:
-    accuracy: list[float] = field(default_factory=list)
-    seconds_per_epoch: list[float] = field(default_factory=list)
-    extra: list[float] = field(default_factory=list)
+def xavier_feedback(shapes: list[tuple[int, int]], seed: int) -> list[torch.Tensor]:
+    """B ~ U(±√(6 / (rows + cols))), BioTorch's ``xavier_uniform_`` feedback matrices."""
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    return [(torch.rand(shape, generator=generator) * 2 - 1) * (6.0 / sum(shape)) ** 0.5 for shape in shapes]
 
 
-def make_rule(name: str, seed: int, options: dict) -> cl.rules.Rule:
-    kwargs = dict(options.get(name, {}))
+def make_rule(row: str, seed: int, sizes: list[int], init: str) -> cl.rules.Rule:
+    """The rule of a table row, with its options; Xavier-uniform feedback when ``init="xavier"``."""
+    name, kwargs = rule_of(row)
     if name == "backprop":
         return cl.rules.Backprop()
-    return cl.rules.RULES[name](seed=seed, **kwargs)
+    cls = cl.rules.RULES[name]
+    if init == "xavier" and issubclass(cls, (cl.rules.FA, cl.rules.DFA)):
+        kwargs["feedback"] = xavier_feedback(cls().feedback_shapes(sizes), seed)
+    return cls(seed=seed, **kwargs)
 
 
-def train(sizes: list[int], activation: str, rule_name: str, data: Split, epochs: int, seed: int,
-          lr: float, batch_size: int, options: dict) -> tuple[float, float, float | None]:
+def train(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
+          batch_size: int) -> tuple[float, float, float | None]:
     """Accuracy on the test set, mean training seconds per epoch, final feedback mismatch."""
     torch.manual_seed(seed)
-    net = cl.models.MLP(sizes, activation=activation, seed=seed)
-    rule = make_rule(rule_name, seed, options)
+    net = cl.models.MLP(recipe["sizes"], activation=recipe["activation"], seed=seed, init=recipe["init"])
+    rule = make_rule(rule_name, seed, recipe["sizes"], recipe["init"])
     sim = cl.Simulator(net, rule)
     feedback = rule.parameters() if isinstance(rule, cl.rules.KolenPollack) and rule.lr is None else []
-    opt = torch.optim.Adam([*net.parameters(), *feedback], lr=lr)
+    opt = torch.optim.Adam([*net.parameters(), *feedback], lr=recipe["lr"])
     loss = CrossEntropy()
     x, y = data.x_train, data.y_train
-    n = len(x)
     generator = torch.Generator().manual_seed(seed)
     seconds = 0.0
     for _ in range(epochs):
         start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        for i in range(0, n, batch_size):
+        order = torch.randperm(len(x), generator=generator)
+        for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
             sim.run(x[idx], y[idx], loss)
             opt.step()
@@ -114,12 +110,12 @@ def train(sizes: list[int], activation: str, rule_name: str, data: Split, epochs
     return accuracy, seconds / epochs, feedback_mismatch(net, rule)
 
 
-def train_peer(sizes: list[int], activation: str, rule_name: str, data: Split, epochs: int, seed: int,
-               lr: float, batch_size: int) -> tuple[float, float]:
+def train_peer(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
+               batch_size: int) -> tuple[float, float]:
     """The same recipe in BioTorch (Sanfiz & Akrout 2021), autograd with its FA/DFA layers."""
     torch.manual_seed(seed)
-    net = peer_net(sizes, activation, rule_name)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net = peer_net(recipe["sizes"], recipe["activation"], rule_name)
+    opt = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
     x, y = data.x_train, data.y_train
     generator = torch.Generator().manual_seed(seed)
@@ -141,6 +137,8 @@ def train_peer(sizes: list[int], activation: str, rule_name: str, data: Split, e
 
 
 def peer_net(sizes: list[int], activation: str, rule_name: str) -> torch.nn.Module:
+    """BioTorch's net as its own model builders make it: ``copy_weights=False``, so every layer
+    keeps BioTorch's Xavier-uniform W (and B) with zero biases."""
     from biotorch.module.biomodule import BioModule
 
     act = {"tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[activation]
@@ -148,45 +146,7 @@ def peer_net(sizes: list[int], activation: str, rule_name: str) -> torch.nn.Modu
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [torch.nn.Linear(a, b)] + ([act()] if i < len(sizes) - 2 else [])
     mode = {"backprop": "backpropagation", "fa": "fa", "dfa": "dfa"}[rule_name]
-    return BioModule(torch.nn.Sequential(*layers), mode=mode, output_dim=sizes[-1])
-
-
-def interleaved_timing(data: Split, rounds: int, chunk: int = 20, batch_size: int = 128) -> list[str]:
-    """ms per mini-batch of creditlab and BioTorch on the fmnist recipe, alternating chunks of
-    ``chunk`` batches for ``rounds`` rounds so both see the same machine load; medians reported."""
-    recipe = RECIPES["fmnist"]
-    lines = ["<!-- recipe:interleaved -->",
-             f"### Per-batch time, creditlab vs BioTorch, interleaved ({rounds} rounds × {chunk} batches each, "
-             "medians; fmnist recipe)", "",
-             "| rule | creditlab ms / batch | BioTorch ms / batch | ratio |", "|---|---|---|---|"]
-    x, y = data.x_train, data.y_train
-    loss, peer_loss = CrossEntropy(), torch.nn.CrossEntropyLoss()
-    for rule_name in ("backprop", "fa", "dfa"):
-        net = cl.models.MLP(recipe["sizes"], activation=recipe["activation"], seed=0)
-        sim = cl.Simulator(net, make_rule(rule_name, 0, RULE_OPTIONS))
-        opt = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
-        peer = peer_net(recipe["sizes"], recipe["activation"], rule_name)
-        peer_opt = torch.optim.Adam(peer.parameters(), lr=recipe["lr"])
-        ours, theirs = [], []
-        for r in range(rounds):
-            batches = torch.randint(0, len(x), (chunk, batch_size))
-            start = time.perf_counter()
-            for idx in batches:
-                sim.run(x[idx], y[idx], loss)
-                opt.step()
-                opt.zero_grad()
-            ours.append((time.perf_counter() - start) / chunk * 1e3)
-            start = time.perf_counter()
-            for idx in batches:
-                xb, yb = x[idx], y[idx]
-                peer_loss(peer(xb, targets=yb, loss_function=peer_loss), yb).backward()
-                peer_opt.step()
-                peer_opt.zero_grad()
-            theirs.append((time.perf_counter() - start) / chunk * 1e3)
-        a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"interleaved {rule_name}: creditlab {a:.2f} ms, BioTorch {b:.2f} ms", flush=True)
-        lines.append(f"| {rule_name} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
-    return lines + [""]
+    return BioModule(torch.nn.Sequential(*layers), mode=mode, copy_weights=False, output_dim=sizes[-1])
 
 
 def feedback_mismatch(net: cl.models.MLP, rule: cl.rules.Rule) -> float | None:
@@ -203,21 +163,35 @@ def feedback_mismatch(net: cl.models.MLP, rule: cl.rules.Rule) -> float | None:
 
 
 RECIPES = {
-    "fmnist": dict(title="Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128",
-                   sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
-                   rules=["backprop", "fa", "dfa", "kp"], epochs=10, lr=1e-3),
+    "fmnist": dict(title="Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, Xavier init",
+                   sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"], init="xavier",
+                   rules=["backprop", "fa", "dfa", "kp"], epochs=10, lr=1e-3,
+                   perturbation=["weight-perturbation", "node-perturbation-ff", "forward-gradient",
+                                 "forward-gradient-activities"]),
     "lansdell": dict(title="Lansdell et al. 2019 net, MLP 784-50-20-10 sigmoid, Adam 1e-3, batch 128",
                      sizes=[784, 50, 20, 10], activation="sigmoid", datasets=["fashion-mnist", "mnist-10k"],
-                     rules=["backprop", "fa", "learned-feedback"], epochs=10, lr=1e-3),
+                     init="default", rules=["backprop", "fa", "learned-feedback"], epochs=10, lr=1e-3,
+                     perturbation=[]),
     "akrout": dict(title="Akrout et al. 2019 net, MLP 784-500-10 sigmoid, Adam 1e-3, batch 128",
-                   sizes=[784, 500, 10], activation="sigmoid", datasets=["mnist-10k"],
-                   rules=["backprop", "fa", "kp"], epochs=20, lr=1e-3),
+                   sizes=[784, 500, 10], activation="sigmoid", datasets=["mnist-10k"], init="default",
+                   rules=["backprop", "fa", "kp"], epochs=20, lr=1e-3, perturbation=[]),
 }
 
 DATASET_LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist-10k": "MNIST-10k subset (8k train / 2k test)"}
 
+#: rows that are a registered rule with options; ``rule`` names the registered rule when the row's label differs
 RULE_OPTIONS = {"kp": {"weight_decay": 1e-4},
-                "learned-feedback": {"noise_std": 0.01, "feedback_lr": 1.0}}
+                "learned-feedback": {"noise_std": 0.01, "feedback_lr": 1.0},
+                "weight-perturbation": {"sigma": 1e-3},
+                "node-perturbation-ff": {"sigma": 1e-3},
+                "forward-gradient": {"perturb": "weights"},
+                "forward-gradient-activities": {"perturb": "activities", "rule": "forward-gradient"}}
+PEER_RULES = ("backprop", "fa", "dfa")
+
+
+def rule_of(row: str) -> tuple[str, dict]:
+    options = dict(RULE_OPTIONS.get(row, {}))
+    return options.pop("rule", row), options
 
 
 def _fmt(values: list[float], digits: int = 1) -> str:
@@ -228,45 +202,84 @@ def _fmt(values: list[float], digits: int = 1) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def run_recipe(name: str, seeds: list[int], epochs: int | None, batch_size: int,
-               peer: bool = False) -> list[str]:
-    recipe = RECIPES[name]
-    n_epochs = epochs or recipe["epochs"]
-    lines = [f"<!-- recipe:{name} -->",
-             f"### {recipe['title']}, {n_epochs} epochs, seeds {', '.join(map(str, seeds))}", ""]
-    for dataset in recipe["datasets"]:
-        data = load(dataset)
-        lines += [f"**{DATASET_LABELS[dataset]}**", "",
-                  "| rule | test accuracy (%) | s / epoch | ‖B − W‖/‖W‖ at end |", "|---|---|---|---|"]
-        for rule_name in recipe["rules"]:
-            run = Run()
-            for seed in seeds:
-                acc, sec, mismatch = train(recipe["sizes"], recipe["activation"], rule_name, data,
-                                           n_epochs, seed, recipe["lr"], batch_size, RULE_OPTIONS)
-                run.accuracy.append(acc)
-                run.seconds_per_epoch.append(sec)
-                if mismatch is not None:
-                    run.extra.append(mismatch)
-                print(f"{name} {dataset} {rule_name} seed={seed}: acc={acc:.2f}% {sec:.2f} s/epoch"
-                      + (f" mismatch={mismatch:.3f}" if mismatch is not None else ""), flush=True)
-            lines.append(f"| {rule_name} | {_fmt(run.accuracy, 2)} | {_fmt(run.seconds_per_epoch, 2)} "
-                         f"| {_fmt(run.extra, 3)} |")
-            if peer and rule_name in ("backprop", "fa", "dfa"):
-                lines.append(peer_row(recipe, rule_name, data, seeds, n_epochs, batch_size))
-        lines.append("")
+def device_line(threads: int) -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({model}, {os.cpu_count()} cores shared with other jobs), torch {torch.__version__}, {threads} thread(s)"
+
+
+def run_one(recipe: dict, row: str, data: Split, epochs: int, seed: int, batch_size: int,
+            peer: bool) -> dict:
+    """One creditlab run of ``row`` and, with ``peer``, BioTorch's run of the same rule and seed right after."""
+    acc, sec, mismatch = train(recipe, row, data, epochs, seed, batch_size)
+    out = dict(seed=seed, epochs=epochs, accuracy=acc, seconds_per_epoch=sec, mismatch=mismatch)
+    print(f"{row} seed={seed} epochs={epochs}: acc={acc:.2f}% {sec:.2f} s/epoch"
+          + (f" mismatch={mismatch:.3f}" if mismatch is not None else ""), flush=True)
+    if peer and row in PEER_RULES:
+        p_acc, p_sec = train_peer(recipe, row, data, epochs, seed, batch_size)
+        out.update(peer_accuracy=p_acc, peer_seconds_per_epoch=p_sec)
+        print(f"  BioTorch {row} seed={seed}: acc={p_acc:.2f}% {p_sec:.2f} s/epoch "
+              f"(creditlab / BioTorch time {sec / p_sec:.2f})", flush=True)
+    return out
+
+
+def table(recipe: dict, runs: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows for one dataset: creditlab and BioTorch side by side, per-epoch time ratio per seed pair."""
+    lines = ["| rule | implementation | seeds | epochs | test accuracy (%) | per seed | s / epoch "
+             "| time ÷ BioTorch (same seed, back to back) | ‖B − W‖/‖W‖ at end |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row, results in runs.items():
+        acc = [r["accuracy"] for r in results]
+        sec = [r["seconds_per_epoch"] for r in results]
+        mis = [r["mismatch"] for r in results if r["mismatch"] is not None]
+        seeds = ", ".join(str(r["seed"]) for r in results)
+        epochs = ", ".join(sorted({str(r["epochs"]) for r in results}))
+        paired = [r for r in results if "peer_accuracy" in r]
+        ratio = _fmt([r["seconds_per_epoch"] / r["peer_seconds_per_epoch"] for r in paired], 2)
+        lines.append(f"| {row} | creditlab | {seeds} | {epochs} | {_fmt(acc, 2)} "
+                     f"| {' / '.join(f'{a:.2f}' for a in acc)} | {_fmt(sec, 2)} | {ratio} | {_fmt(mis, 3)} |")
+        if paired:
+            p_acc = [r["peer_accuracy"] for r in paired]
+            lines.append(f"| {row} | BioTorch 0.0.16 | {', '.join(str(r['seed']) for r in paired)} | {epochs} "
+                         f"| {_fmt(p_acc, 2)} | {' / '.join(f'{a:.2f}' for a in p_acc)} "
+                         f"| {_fmt([r['peer_seconds_per_epoch'] for r in paired], 2)} | 1 | – |")
     return lines
 
 
-def peer_row(recipe: dict, rule_name: str, data: Split, seeds: list[int], epochs: int, batch_size: int) -> str:
-    """A BioTorch row, trained in the same process and loop right after creditlab's."""
-    run = Run()
-    for seed in seeds:
-        acc, sec = train_peer(recipe["sizes"], recipe["activation"], rule_name, data, epochs, seed,
-                              recipe["lr"], batch_size)
-        run.accuracy.append(acc)
-        run.seconds_per_epoch.append(sec)
-        print(f"  BioTorch {rule_name} seed={seed}: acc={acc:.2f}% {sec:.2f} s/epoch", flush=True)
-    return f"| BioTorch {rule_name} | {_fmt(run.accuracy, 2)} | {_fmt(run.seconds_per_epoch, 2)} | – |"
+def section(name: str, seeds: list[int], epochs: int, results: dict[str, dict[str, list[dict]]]) -> list[str]:
+    recipe = RECIPES[name]
+    lines = [f"<!-- recipe:{name} -->",
+             f"### {recipe['title']}, {epochs} epochs, seeds {', '.join(map(str, seeds))}", ""]
+    for dataset, runs in results.items():
+        lines += [f"**{DATASET_LABELS[dataset]}**", "", *table(recipe, runs), ""]
+    return lines
+
+
+def run_recipe(name: str, seeds: list[int], epochs: int | None, batch_size: int, peer: bool,
+               perturbation_epochs: int, perturbation_seeds: list[int], out: Path, header: list[str],
+               device: str, rows: list[str] | None = None) -> None:
+    """Train every row of the recipe (or those in ``rows``), seeds in the outer loop, rewriting the
+    results after each run."""
+    recipe = RECIPES[name]
+    n_epochs = epochs or recipe["epochs"]
+    wanted = [row for row in recipe["rules"] if rows is None or row in rows]
+    results: dict[str, dict[str, list[dict]]] = {}
+    schedule = [(seed, row, n_epochs) for seed in seeds for row in wanted]
+    if perturbation_epochs:
+        schedule += [(seed, row, perturbation_epochs) for seed in perturbation_seeds
+                     for row in recipe["perturbation"] if rows is None or row in rows]
+    for dataset in recipe["datasets"]:
+        data = load(dataset)
+        runs = results.setdefault(dataset, {row: [] for row in wanted})
+        for seed, row, row_epochs in schedule:
+            runs.setdefault(row, []).append(run_one(recipe, row, data, row_epochs, seed, batch_size, peer))
+            write_results(out, header, device, name, section(name, seeds, n_epochs, results), results)
 
 
 def merge_sections(path: Path, header: list[str], sections: dict[str, list[str]]) -> str:
@@ -278,11 +291,22 @@ def merge_sections(path: Path, header: list[str], sections: dict[str, list[str]]
             kept[name] = f"<!-- recipe:{name} -->{body}".rstrip() + "\n"
     for name, lines in sections.items():
         kept[name] = "\n".join(lines).rstrip() + "\n"
-    order = ["interleaved", *RECIPES]
-    return "\n".join(header) + "\n" + "\n".join(kept[n] for n in order if n in kept)
+    return "\n".join(header) + "\n" + "\n".join(kept[n] for n in RECIPES if n in kept)
+
+
+def write_results(out: Path, header: list[str], device: str, name: str, lines: list[str],
+                  results: dict) -> None:
+    """Markdown (this recipe's section replaced) and JSON (this recipe's entry replaced), each atomically."""
+    write_atomic(out, merge_sections(out, header, {name: lines}))
+    json_path = out.with_suffix(".json")
+    data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    data["device"] = device
+    data[name] = dict(RECIPES[name], rule_options=RULE_OPTIONS, results=results)
+    write_atomic(json_path, json.dumps(data, indent=1))
 
 
 def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -290,34 +314,38 @@ def write_atomic(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=[*RECIPES, "all", "none"], default="all")
+    parser.add_argument("--recipe", choices=[*RECIPES, "all"], default="all")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="override each recipe's epoch count")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--peer", action="store_true",
-                        help="also train BioTorch (importable biotorch) side by side for backprop/FA/DFA")
-    parser.add_argument("--interleaved", type=int, default=0, metavar="ROUNDS",
-                        help="time creditlab and BioTorch per batch in alternating chunks (needs biotorch)")
-    parser.add_argument("--out", type=Path, default=HERE / "SINGLE_STEP.md")
+                        help="also train BioTorch (importable biotorch) right after each backprop/FA/DFA run")
+    parser.add_argument("--perturbation-epochs", type=int, default=0,
+                        help="epochs for the perturbation / forward-gradient rows (0: skip them)")
+    parser.add_argument("--perturbation-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--rows", nargs="+", default=None, metavar="ROW",
+                        help="train only these rows (rule names, e.g. forward-gradient), default all")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    names = [] if args.recipe == "none" else list(RECIPES) if args.recipe == "all" else [args.recipe]
-    lines = ["# Single-step credit assignment: results", "",
-             "Generated by `python benchmarks/single_step_fmnist.py` (each section says its epochs and seeds) "
-             f"with torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s), on a CPU shared with "
-             "other jobs (timings are noisy; compare within one table only).  Accuracy: mean ± std over "
-             "seeds.  s / epoch: the training loop only.  BioTorch rows (`--peer`) train the same recipe with "
-             "BioTorch 0.0.16 in the same process right after creditlab's.  Rule options: "
-             + ", ".join(f"{k} {v}" for k, v in RULE_OPTIONS.items()) + ".", ""]
-    if args.interleaved:
-        section = interleaved_timing(load("fashion-mnist"), args.interleaved)
-        write_atomic(args.out, merge_sections(args.out, lines, {"interleaved": section}))
+    names = list(RECIPES) if args.recipe == "all" else [args.recipe]
+    device = device_line(torch.get_num_threads())
+    header = ["# Single-step credit assignment: results", "",
+              "Generated by `python benchmarks/single_step_fmnist.py` (each section says its epochs and seeds). "
+              "Accuracy: mean ± sd over seeds (sample sd).  s / epoch: the training loop only, on a CPU shared "
+              "with other jobs (timings are noisy; compare within one table only, and prefer the ratio column, "
+              "whose two runs ran back to back).  BioTorch rows (`--peer`) train the same recipe with "
+              "BioTorch 0.0.16, built with `copy_weights=False` as BioTorch's model builders do "
+              "(Xavier-uniform W and B, zero biases); creditlab's `fmnist` rows use `MLP(init=\"xavier\")` "
+              "and Xavier-uniform feedback matrices to match.  Rule options: "
+              + ", ".join(f"{k} {v}" for k, v in RULE_OPTIONS.items()) + ".", "",
+              f"Device: {device}.", ""]
     for name in names:
-        section = run_recipe(name, args.seeds, args.epochs, args.batch_size, args.peer)
-        write_atomic(args.out, merge_sections(args.out, lines, {name: section}))
-        print("\n".join(section), flush=True)
+        run_recipe(name, args.seeds, args.epochs, args.batch_size, args.peer, args.perturbation_epochs,
+                   args.perturbation_seeds, args.out, header, device, args.rows)
+    print(args.out.read_text(), flush=True)
 
 
 if __name__ == "__main__":

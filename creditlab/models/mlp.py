@@ -17,6 +17,7 @@ from .. import _checks
 from .base import Model
 
 MLP_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+MLP_INITS = ("default", "xavier")
 
 
 class MLPLocals(NamedTuple):
@@ -34,12 +35,22 @@ def activation_fn(name: str) -> "callable":
 
 
 class MLP(Model):
-    """Fully connected net ``sizes = [n_in, h_1, …, n_out]``."""
+    """Fully connected net ``sizes = [n_in, h_1, …, n_out]``.
+
+    ``init`` picks the initial parameters (drawn with ``seed`` when given):
+
+    - ``"default"``: PyTorch's ``nn.Linear`` initialisation,
+      W_l, b_l ~ U(−1/√n_{l-1}, 1/√n_{l-1});
+    - ``"xavier"``: Glorot & Bengio (2010) uniform initialisation,
+      W_l ~ U(−a, a) with a = √(6 / (n_{l-1} + n_l)) (variance 2 / (n_{l-1} + n_l)),
+      and b_l = 0 — the initialisation BioTorch (Sanfiz & Akrout 2021) uses
+      for its layers.
+    """
 
     kind = "feedforward"
 
     def __init__(self, sizes: Sequence[int], activation: str = "tanh", dt: float = 1e-3,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, init: str = "default") -> None:
         super().__init__()
         if isinstance(sizes, (str, bytes)) or len(sizes) < 2:
             raise ValueError(f"sizes must list at least two layer sizes [n_in, …, n_out], got {sizes!r}")
@@ -49,10 +60,15 @@ class MLP(Model):
         self.n_in, self.n_out = self.sizes[0], self.sizes[-1]
         self.n_units = sum(self.sizes[1:])
         self.dt = _checks.positive("dt", dt)
+        self.init = _checks.choice("init", init, MLP_INITS)
         with torch.random.fork_rng(enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
             self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+            if self.init == "xavier":
+                for layer in self.layers:
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
 
     def init_state(self, batch_size: int, device: torch.device | None = None,
                    dtype: torch.dtype | None = None, traces: bool = False) -> MLPState:
