@@ -239,7 +239,7 @@ def _state_figures(model: Any, task: Any, out: Path) -> dict[str, Path]:
         viz.raster(rec.spikes[:, 0], model.dt, populations=viz.lif_populations(model), path=files["raster"])
         files["membrane"] = out / "membrane.png"
         viz.traces(rec.v[:, 0, :4], model.dt, threshold=model.v_th, path=files["membrane"])
-    else:
+    elif model.kind == "rate":
         with torch.no_grad():
             rec = Simulator(model, monitors=("r",)).run(x).record
         files["rates"] = out / "rates.png"
@@ -272,6 +272,8 @@ def run_plot(args: argparse.Namespace) -> int:
     rebuilt = _rebuild(run_dir, config)
     if isinstance(rebuilt, str):
         print(f"{PROG}: no state figures ({rebuilt})", file=sys.stderr)
+    elif rebuilt[0].kind not in ("spiking", "rate"):
+        print(f"{PROG}: no state figures (a {rebuilt[0].kind} model has no state over time)", file=sys.stderr)
     else:
         files.update(_state_figures(*rebuilt, out))
     for label, path in files.items():

@@ -158,3 +158,13 @@ def test_demo_learns(tmp_path, capsys):
     line = next(ln for ln in out.splitlines() if ln.startswith("held-out accuracy"))
     final = float(line.split("->")[1].split("%")[0])
     assert final >= 85.0, out
+
+
+def test_plot_of_a_feed_forward_run_draws_the_curves_only(tmp_path, capsys):
+    run_dir = tmp_path / "mlp"
+    assert cli.main(["train", "--model", "mlp", "--rule", "backprop", "--task", "spiral", "--steps", "3",
+                     "--run-dir", str(run_dir), "--quiet"]) == 0
+    assert cli.main(["plot", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert (run_dir / "learning_curve.png").stat().st_size > 0
+    assert "no state figures" in captured.err and "Traceback" not in captured.err
