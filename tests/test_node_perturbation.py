@@ -137,6 +137,57 @@ def test_lif_exact_mode_aligns_with_surrogate_gradient():
     assert per["w_in"] > 0.8 and per["w_rec"] > 0.8, per
 
 
+def test_cubic_eligibility_is_the_sum_of_cubed_fluctuations():
+    """Miconi's E_ij = Σ_t (r_j^t (h_i^{t+1} − h̄_i^t))³, h̄ ← a h̄ + (1 − a) h, recomputed from h and r.
+
+    150 steps span several of the rule's summation blocks; the run with monitors sums step by
+    step, the run without sums block by block, and both must equal the direct sum.
+    """
+    def rule() -> cl.rules.NodePerturbation:
+        return cl.rules.NodePerturbation(sigma=4.0, eligibility="cubic", noise="uniform", p_perturb=0.05,
+                                         seed=3, fluctuation_decay=0.2)
+
+    net = cl.models.RateRNN(2, 12, 1, tau=5e-3, dt=1e-3, seed=0).double()
+    x = torch.randn(150, 3, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.zeros(150, 3, 1, dtype=torch.float64)
+    watched = rule()
+    record = cl.Simulator(net, watched, monitors=("h", "r")).run(x, y).record
+    h_prev = torch.cat([torch.zeros(1, 3, 12, dtype=torch.float64), record.h[:-1]])
+    r_prev = torch.cat([torch.zeros(1, 3, 12, dtype=torch.float64), record.r[:-1]])
+    h_bar, expected = torch.zeros(3, 12, dtype=torch.float64), torch.zeros(3, 12, 12, dtype=torch.float64)
+    for t in range(150):
+        expected += (r_prev[t].unsqueeze(1) * (record.h[t] - h_bar).unsqueeze(2)) ** 3
+        h_bar = 0.2 * h_bar + 0.8 * record.h[t]
+    blockwise = rule()
+    cl.Simulator(net, blockwise).run(x, y)
+    for traces in (watched.traces(), blockwise.traces()):
+        torch.testing.assert_close(traces["eligibility"], expected)
+
+
+def test_baseline_scaling_multiplies_each_trial_by_its_baseline():
+    """Miconi's code: ΔW ∝ (R − R̄) |R̄| E; same noise and losses as the unscaled rule, scaled per trial."""
+    net = cl.models.RateRNN(2, 8, 1, tau=5e-3, dt=1e-3, seed=0)
+    net.w_out.requires_grad_(False)
+    net.b_out.requires_grad_(False)
+    x, y = pattern_batch(torch.Generator().manual_seed(1), batch=6)
+    rules = [cl.rules.NodePerturbation(sigma=4.0, eligibility="cubic", noise="uniform", p_perturb=0.05, seed=0,
+                                       trial_type="input", baseline_scaling=scaled) for scaled in (False, True)]
+    for r in rules:
+        sim = cl.Simulator(net, r)
+        sim.run(x, y)          # first batch: baselines start at the batch's mean rewards
+        net.zero_grad()
+        before = dict(r.baselines)
+        sim.run(x, y)
+        net.zero_grad()
+    keys = rules[0]._trial_keys()
+    scale = torch.tensor([abs(before[k]) for k in keys]).view(-1, 1, 1)
+    plain, scaled = rules[0].trial_estimates(), rules[1].trial_estimates()
+    assert scale.min() > 0
+    torch.testing.assert_close(scaled["w_rec"], plain["w_rec"] * scale)
+    with pytest.raises(ValueError, match="baseline_scaling"):
+        cl.rules.NodePerturbation(mode="exact", baseline_scaling=True)
+
+
 def test_trial_types_keep_separate_baselines():
     rule = cl.rules.NodePerturbation(mode="reward", baseline_decay=0.5, trial_type=lambda x, t: [0, 1, 0])
     rule._x, rule._target = torch.zeros(1, 3, 1), None
@@ -202,5 +253,5 @@ def test_miconi_dnms_reaches_criterion():
     spec = importlib.util.spec_from_file_location("miconi_dnms", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    out = example.train(trials=3000, batch=4, seed=0, log_every=10 ** 9)
+    out = example.train(trials=3000, batch=1, seed=0, log_every=10 ** 9, stop_at_criterion=True)
     assert out["reached"]["error<1"] is not None, out["errors"][-100:]

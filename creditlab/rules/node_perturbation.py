@@ -30,6 +30,10 @@ fluctuation of its own excitation h around a short running mean, and the
 supralinear S keeps the large, rare excursions that perturbations cause
 while suppressing the small ones that recurrent input causes.
 
+Noise enters the unit's drive, not its state: a RateRNN moves h by
+(dt/τ) ξ (Miconi adds his perturbation to the total excitation the same
+way, so his amplitude 16 moves x by at most 16·dt/τ ≈ 0.53 at τ = 30 ms).
+
 Noise: ξ_i^t = m_i^t · a_i^t with a ~ N(0, σ²) (``noise="gaussian"``) or
 U(−σ, σ) (``"uniform"``, Miconi's choice) and m_i^t ~ Bernoulli(p)
 (``p_perturb``; Miconi perturbs each neuron at 3 Hz, p = 0.003 at
@@ -60,6 +64,13 @@ is R_b = −L̃_b and a running baseline R̄_k is kept per trial type k::
 in trial order within the batch; every trial of the batch is scored
 against the baseline from before the batch, and a type seen for the first
 time starts from the mean reward of its trials in that batch.  With
+``baseline_scaling=True`` each trial's change is further multiplied by the
+magnitude of its baseline, as in Miconi's published code (dnms/net.cpp,
+where R̄ = −ē is the running mean error of the trial type)::
+
+    ΔW = η (1/B) Σ_b (R_b − R̄_{k(b)}) |R̄_{k(b)}| E_b          (cubic eligibility)
+
+which anneals the step as the error falls.  With
 linear eligibility and R̄ → −L the reward mode becomes the exact mode.
 Trial types: ``trial_type=None`` (one type), ``"input"`` (trials with
 identical input sequences, Miconi's choice), ``"target"`` (identical
@@ -79,8 +90,10 @@ clean trial, so the readout gradient is exact; in reward mode along the
 perturbed trial.  Freeze the readout (``requires_grad_(False)``) to learn
 from reward alone, as Miconi does with a designated output neuron.
 
-Memory: the eligibilities [B, N, N_pre] and O(B·N) vectors; nothing grows
-with the number of steps and no autograd graph is built.
+Memory: the eligibilities [B, N, N_pre] and O(B·N) vectors, plus the noise
+and the pre- and postsynaptic vectors of at most ``BLOCK`` steps, whose
+increments are summed into the eligibilities as one batched matmul;
+nothing grows with the number of steps and no autograd graph is built.
 """
 from __future__ import annotations
 
@@ -99,6 +112,10 @@ NOISES = ("gaussian", "uniform")
 TRIAL_TYPES = (None, "input", "target")
 
 TrialTypeFn = Callable[[torch.Tensor, Any], Any]
+
+#: steps whose noise is drawn, and whose eligibility increments are summed, in one call:
+#: a batched matmul over a block replaces a rank-one update per step
+BLOCK = 64
 
 
 def per_trial_losses(loss: Callable, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -141,7 +158,8 @@ class NodePerturbation(Rule):
 
     ``sigma``: noise scale (std for gaussian, half-width for uniform);
     ``mode``: ``"reward"`` or ``"exact"``; ``baseline_decay``: β of the reward
-    baseline; ``seed``: seeds the rule's own noise generator.
+    baseline; ``seed``: seeds the rule's own noise generator; ``baseline_scaling``:
+    multiply the reward-mode update by |R̄| (Miconi's code).
     """
 
     name = "node-perturbation"
@@ -151,7 +169,8 @@ class NodePerturbation(Rule):
     def __init__(self, sigma: float = 0.1, mode: str = "reward", baseline_decay: float = 0.75,
                  seed: int | None = None, *, eligibility: str = "linear", p_perturb: float = 1.0,
                  noise: str = "gaussian", trial_type: str | TrialTypeFn | None = None,
-                 trial_clip: float | None = None, fluctuation_decay: float = 0.05) -> None:
+                 trial_clip: float | None = None, fluctuation_decay: float = 0.05,
+                 baseline_scaling: bool = False) -> None:
         super().__init__()
         self.sigma = _checks.positive("sigma", sigma)
         self.mode = _checks.choice("mode", mode, MODES)
@@ -173,11 +192,19 @@ class NodePerturbation(Rule):
         self.trial_type = trial_type
         self.trial_clip = None if trial_clip is None else _checks.positive("trial_clip", trial_clip)
         self.fluctuation_decay = _checks.in_range("fluctuation_decay", fluctuation_decay, 0.0, 1.0)
+        if not isinstance(baseline_scaling, bool):
+            raise TypeError(f"baseline_scaling must be a bool, got {type(baseline_scaling).__name__}")
+        if baseline_scaling and self.mode != "reward":
+            raise ValueError("baseline_scaling=True scales the reward-mode update by the baseline |R̄|; "
+                             "it needs mode='reward'")
+        self.baseline_scaling = baseline_scaling
         #: running reward baseline R̄ per trial type
         self.baselines: dict[Hashable, float] = {}
         self._generator: torch.Generator | None = None
         self._synapses: tuple[_Synapses, ...] = ()
         self._traces: dict[str, torch.Tensor] = {}
+        #: steps whose eligibility increments are not yet summed into the traces
+        self._pending: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
         self._modulator: torch.Tensor | None = None
 
     # -- attach ---------------------------------------------------------------------------
@@ -215,14 +242,15 @@ class NodePerturbation(Rule):
             self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
-    def _draw_noise(self, like: torch.Tensor) -> torch.Tensor:
-        gen = self._generator
+    def _draw_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """ξ of ``shape`` on ``like``'s device and dtype."""
+        gen, opts = self._generator, dict(device=like.device, dtype=like.dtype)
         if self.noise == "gaussian":
-            xi = torch.randn(like.shape, generator=gen, device=like.device, dtype=like.dtype) * self.sigma
+            xi = torch.randn(shape, generator=gen, **opts) * self.sigma
         else:
-            xi = (torch.rand(like.shape, generator=gen, device=like.device, dtype=like.dtype) * 2 - 1) * self.sigma
+            xi = (torch.rand(shape, generator=gen, **opts) * 2 - 1) * self.sigma
         if self.p_perturb < 1.0:
-            xi = xi * (torch.rand(like.shape, generator=gen, device=like.device, dtype=like.dtype) < self.p_perturb)
+            xi = xi * (torch.rand(shape, generator=gen, **opts) < self.p_perturb)
         return xi
 
     def _shape(self, values: torch.Tensor) -> torch.Tensor:
@@ -251,15 +279,23 @@ class NodePerturbation(Rule):
         self._readout_pre = self._readout_bias = None
         self._initial_state = self._h_bar = self._history = None
         self._modulator = None
+        self._n_steps = x.shape[0]
+        self._delayed = getattr(model, "max_delay", 0) > 0
+        self._noise_block: torch.Tensor | None = None
+        self._pending = []
 
     def perturbation(self, t: int, state: Any) -> torch.Tensor:
         if t == 0:
             self._initial_state = state
             if self.eligibility == "cubic":
                 self._h_bar = state.h.detach().clone()
-        if getattr(self.model, "max_delay", 0) > 0:
+        if self._delayed:
             self._history = state.history
-        xi = self._draw_noise(self._traces["perturbation"])
+        offset = t % BLOCK
+        if offset == 0 or self._noise_block is None:
+            like = self._traces["perturbation"]
+            self._noise_block = self._draw_noise((min(BLOCK, self._n_steps - t), *like.shape), like)
+        xi = self._noise_block[offset]
         self._traces["perturbation"] = xi
         return xi
 
@@ -274,20 +310,33 @@ class NodePerturbation(Rule):
         else:
             post = local.h - self._h_bar
             self._h_bar.mul_(self.fluctuation_decay).add_(local.h, alpha=1 - self.fluctuation_decay)
-        post = self._shape(post)
-        traces = self._traces
-        if "eligibility" in traces:
+        pre_rec = None
+        if "eligibility" in self._traces:
             pres = self._pre_recurrent(local)
             if len(pres) == 1:
-                traces["eligibility"].baddbmm_(post.unsqueeze(2), self._shape(pres[0]).unsqueeze(1))
-            else:
+                pre_rec = pres[0]
+            else:  # delay classes: linear eligibility only (cubic is refused for spiking models)
                 for mask, pre in zip(self.model.delay_masks, pres):
-                    traces["eligibility"].addcmul_(post.unsqueeze(2) * pre.unsqueeze(1), mask)
-        traces["eligibility_in"].baddbmm_(post.unsqueeze(2), self._shape(local.x).unsqueeze(1))
-        if "eligibility_bias" in traces:
-            traces["eligibility_bias"].add_(post)
+                    self._traces["eligibility"].addcmul_(post.unsqueeze(2) * pre.unsqueeze(1), mask)
+        self._pending.append((post, pre_rec, local.x))
+        if len(self._pending) == BLOCK:
+            self._flush()
         if error_t is not None and self._readout_grads:
             self._readout_step(local, error_t)
+
+    def _flush(self) -> None:
+        """Add the pending steps' Σ_t S(post^t) ⊗ S(pre^t) to the eligibilities as one batched matmul."""
+        if not self._pending:
+            return
+        posts, pre_recs, inputs = zip(*self._pending)
+        self._pending = []
+        traces = self._traces
+        post = self._shape(torch.stack(posts, 2))                     # [B, N, C]
+        traces["eligibility_in"].baddbmm_(post, self._shape(torch.stack(inputs, 1)))
+        if pre_recs[0] is not None:
+            traces["eligibility"].baddbmm_(post, self._shape(torch.stack(pre_recs, 1)))
+        if "eligibility_bias" in traces:
+            traces["eligibility_bias"].add_(post.sum(2))
 
     def _readout_step(self, local: NamedTuple, error: torch.Tensor) -> None:
         """e^t ȳ^{tᵀ}, ȳ^t = κ ȳ^{t-1} + (presynaptic readout activity)."""
@@ -336,12 +385,16 @@ class NodePerturbation(Rule):
         return [row.numpy().tobytes() for row in rows]
 
     def _advantages(self, rewards: torch.Tensor) -> torch.Tensor:
-        """R_b − R̄_{k(b)} against the pre-batch baselines, then R̄ updated trial by trial."""
+        """R_b − R̄_{k(b)} against the pre-batch baselines, then R̄ updated trial by trial.
+
+        The pre-batch baselines R̄_{k(b)} are kept in ``self._reference`` for ``baseline_scaling``.
+        """
         keys, values = self._trial_keys(), rewards.tolist()
         for key in set(keys) - set(self.baselines):
             mine = [r for k, r in zip(keys, values) if k == key]
             self.baselines[key] = sum(mine) / len(mine)
         advantage = [r - self.baselines[k] for k, r in zip(keys, values)]
+        self._reference = torch.tensor([self.baselines[k] for k in keys], dtype=rewards.dtype, device=rewards.device)
         beta = self.baseline_decay
         for key, r in zip(keys, values):
             self.baselines[key] = beta * self.baselines[key] + (1 - beta) * r
@@ -350,11 +403,14 @@ class NodePerturbation(Rule):
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
         if target is None or loss is None:
             raise ValueError("NodePerturbation needs a target to score each trial; pass target= to sim.run")
+        self._flush()
         perturbed = per_trial_losses(self._loss, outputs, target)
         if self.mode == "exact":
             modulator = (perturbed - self._clean_losses()) / self.noise_variance
         else:
             modulator = -self._advantages(-perturbed)
+            if self.baseline_scaling:
+                modulator = modulator * self._reference.abs()
             if self.eligibility == "linear":
                 modulator = modulator / self.noise_variance
         self._modulator = modulator
@@ -399,4 +455,5 @@ class NodePerturbation(Rule):
         return out
 
     def traces(self) -> dict[str, torch.Tensor]:
+        self._flush()
         return dict(self._traces)

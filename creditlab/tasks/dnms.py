@@ -12,9 +12,10 @@ Miconi's timeline at dt = 1 ms, 1000 ms in all:
 
 A trial's error is the mean absolute difference between output and target
 over the response window (Miconi's "trial error"); the loss is that error
-averaged over trials.  Miconi counts a trial correct when its error is
-below 1 (the sign of the answer is right on average) and states his
-criterion as 95 % correct over 100 successive trials.
+averaged over trials.  Miconi (Figure 1B of the paper) counts a trial
+correct when its error is below 1 (the sign of the answer is right on
+average) and his criterion is 95 % correct trials over 100 successive
+trials (the README of his code quotes the stricter "95 % of errors < .5").
 """
 from __future__ import annotations
 
