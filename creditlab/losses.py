@@ -55,8 +55,15 @@ class MSE(TimeLocalLoss):
 
     @torch.no_grad()
     def evaluate(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = sum(F.mse_loss(o, t, reduction="sum") for o, t in zip(outputs.split(_SLICE), target.split(_SLICE)))
-        return total / outputs.numel()
+        if outputs.dim() != 3:
+            return self(outputs, target)
+        return self.per_trial(outputs, target).mean()
+
+    @torch.no_grad()
+    def per_trial(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """L_b for each trial of ``outputs [T, B, K]`` (their mean is the batch loss), in slices of time."""
+        total = sum(((o - t) ** 2).sum((0, 2)) for o, t in zip(outputs.split(_SLICE), target.split(_SLICE)))
+        return total / (outputs.shape[0] * outputs.shape[2])
 
     def check_target(self, outputs_shape: tuple[int, ...], target: torch.Tensor) -> None:
         _checks.tensor("target", target, rank=len(outputs_shape), shape=outputs_shape)

@@ -102,7 +102,7 @@ from typing import Any, Callable, Hashable, NamedTuple, Sequence
 import torch
 
 from .. import _checks
-from ..losses import TimeLocalLoss
+from ..losses import MSE, TimeLocalLoss
 from ..models.base import Model
 from .base import Rule, accumulate_grad
 
@@ -126,6 +126,8 @@ def per_trial_losses(loss: Callable, outputs: torch.Tensor, target: torch.Tensor
     reads values into Python, say) is called trial by trial instead.
     """
     batch = outputs.shape[1]
+    if isinstance(loss, MSE) and isinstance(target, torch.Tensor) and target.shape == outputs.shape:
+        return loss.per_trial(outputs, target)
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor to score trials one by one, got {type(target).__name__}")
     if target.dim() >= 2 and target.shape[:2] == outputs.shape[:2]:
