@@ -48,6 +48,13 @@ def positive_int(name: str, value: int, minimum: int = 1) -> int:
     return value
 
 
+def boolean(name: str, value: bool) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return value
+
+
 def choice(name: str, value: str, options: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``options``."""
     options = tuple(options)

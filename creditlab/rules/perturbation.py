@@ -174,9 +174,7 @@ class WeightPerturbation(_PerturbationRule):
                  seed: int | None = None) -> None:
         super().__init__(n_samples, seed)
         self.sigma = _checks.positive("sigma", sigma)
-        if not isinstance(antithetic, bool):
-            raise TypeError(f"antithetic must be True or False, got {type(antithetic).__name__}")
-        self.antithetic = antithetic
+        self.antithetic = _checks.boolean("antithetic", antithetic)
 
     def _losses(self, params: dict[str, torch.Tensor], x: torch.Tensor,
                 loss_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -219,9 +217,7 @@ class SingleStepNodePerturbation(_PerturbationRule):
                  seed: int | None = None) -> None:
         super().__init__(n_samples, seed)
         self.sigma = _checks.positive("sigma", sigma)
-        if not isinstance(antithetic, bool):
-            raise TypeError(f"antithetic must be True or False, got {type(antithetic).__name__}")
-        self.antithetic = antithetic
+        self.antithetic = _checks.boolean("antithetic", antithetic)
 
     def _losses(self, x: torch.Tensor, noise: list[torch.Tensor],
                 loss_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:

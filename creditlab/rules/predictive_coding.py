@@ -95,9 +95,7 @@ class PredictiveCoding(Rule):
         if self.inference_rate > 1.0:
             raise ValueError(f"inference_rate must be in (0, 1] (larger steps make the relaxation diverge), "
                              f"got {inference_rate}")
-        if not isinstance(fixed_prediction, bool):
-            raise TypeError(f"fixed_prediction must be True or False, got {type(fixed_prediction).__name__}")
-        self.fixed_prediction = fixed_prediction
+        self.fixed_prediction = _checks.boolean("fixed_prediction", fixed_prediction)
         self.output_variance = _checks.positive("output_variance", output_variance)
         self._locals: list[MLPLocals] = []
 

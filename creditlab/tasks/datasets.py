@@ -234,8 +234,7 @@ def _as_dataset(images: np.ndarray, labels: np.ndarray, shape: tuple[int, int, i
 def _check_flags(split: str, flatten: bool, download: bool, verify: bool) -> None:
     _checks.choice("split", split, SPLITS)
     for name, value in (("flatten", flatten), ("download", download), ("verify", verify)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+        _checks.boolean(name, value)
 
 
 def _load_idx_pair(root: Path, split: str, flatten: bool, download: bool, verify: bool,
@@ -363,8 +362,7 @@ def cifar10(root: str | os.PathLike | None = None, split: str = "train", flatten
 # -- scikit-learn digits ----------------------------------------------------------------
 def digits(flatten: bool = True) -> Dataset:
     """scikit-learn's 1797 handwritten digits, 8 × 8 with intensities 0–16 (scaled to [0, 1])."""
-    if not isinstance(flatten, bool):
-        raise TypeError(f"flatten must be True or False, got {type(flatten).__name__}")
+    _checks.boolean("flatten", flatten)
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
