@@ -98,29 +98,36 @@ def pattern_batch(gen: torch.Generator, batch: int = 32, n_steps: int = 20) -> t
                          [("linear", "gaussian", 0.05, 1.0, 0.05),    # Fiete & Seung: dense Gaussian noise
                           ("cubic", "uniform", 4.0, 0.02, 0.5)])      # Miconi: sparse, large perturbations
 def test_reward_mode_learns_from_reward_alone(eligibility, noise, sigma, p_perturb, lr):
-    """Frozen readout: only the perturbative estimate trains W_rec, W_in, b; the loss must halve."""
-    net = cl.models.RateRNN(2, 16, 1, tau=5e-3, dt=1e-3, seed=0)
-    net.w_out.requires_grad_(False)
-    net.b_out.requires_grad_(False)
-    rule = cl.rules.NodePerturbation(sigma=sigma, mode="reward", baseline_decay=0.9, seed=0,
-                                     eligibility=eligibility, noise=noise, p_perturb=p_perturb,
-                                     trial_type="input")
-    sim = cl.Simulator(net, rule, monitors=("eligibility",))
-    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
-    x_eval, y_eval = pattern_batch(torch.Generator().manual_seed(99))
-    with torch.no_grad():
-        before = float(cl.losses.MSE()(net(x_eval), y_eval))
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(100):
-        x, y = pattern_batch(gen)
-        result = sim.run(x, y)
-        opt.step()
-        opt.zero_grad()
-    with torch.no_grad():
-        after = float(cl.losses.MSE()(net(x_eval), y_eval))
-    assert after < 0.5 * before, (before, after)
-    assert result.record.eligibility.shape == (20, 32, 16, 16)
-    assert len(rule.baselines) == 2  # one per input pattern
+    """Frozen readout: only the perturbative estimate trains W_rec, W_in, b.
+
+    One run's outcome depends on its noise draws, so three noise seeds are
+    trained: every one must improve, and on average the loss must halve.
+    """
+    ratios = []
+    for seed in range(3):
+        net = cl.models.RateRNN(2, 16, 1, tau=5e-3, dt=1e-3, seed=0)
+        net.w_out.requires_grad_(False)
+        net.b_out.requires_grad_(False)
+        rule = cl.rules.NodePerturbation(sigma=sigma, mode="reward", baseline_decay=0.9, seed=seed,
+                                         eligibility=eligibility, noise=noise, p_perturb=p_perturb,
+                                         trial_type="input")
+        sim = cl.Simulator(net, rule, monitors=("eligibility",))
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
+        x_eval, y_eval = pattern_batch(torch.Generator().manual_seed(99))
+        with torch.no_grad():
+            before = float(cl.losses.MSE()(net(x_eval), y_eval))
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            x, y = pattern_batch(gen)
+            result = sim.run(x, y)
+            opt.step()
+            opt.zero_grad()
+        with torch.no_grad():
+            ratios.append(float(cl.losses.MSE()(net(x_eval), y_eval)) / before)
+        assert result.record.eligibility.shape == (20, 32, 16, 16)
+        assert len(rule.baselines) == 2  # one per input pattern
+    assert max(ratios) < 1.0, ratios
+    assert sum(ratios) / len(ratios) < 0.5, ratios
 
 
 def test_lif_exact_mode_aligns_with_surrogate_gradient():

@@ -14,7 +14,7 @@ knowing which rule is attached.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -74,3 +74,15 @@ class Model(nn.Module):
 def init_normal(shape: tuple[int, ...], fan_in: int, gain: float = 1.0) -> nn.Parameter:
     """A weight drawn from N(0, gain² / fan_in)."""
     return nn.Parameter(torch.randn(*shape) * (gain / max(fan_in, 1) ** 0.5))
+
+
+#: steps whose feed-forward drive is computed in one matmul; bounds the O(T)
+#: memory of precomputed input currents so online rules stay flat in T
+DRIVE_CHUNK = 256
+
+
+def drive(model: Model, x: torch.Tensor,
+          chunk: int = DRIVE_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x_t, input_current_t)``, projecting the input ``chunk`` steps at a time."""
+    for part in x.split(chunk):
+        yield from zip(part.unbind(0), model.input_current(part).unbind(0))

@@ -103,7 +103,7 @@ import torch
 
 from .. import _checks
 from ..losses import MSE, TimeLocalLoss
-from ..models.base import Model
+from ..models.base import Model, drive
 from .base import Rule, accumulate_grad
 
 MODES = ("reward", "exact")
@@ -114,7 +114,10 @@ TRIAL_TYPES = (None, "input", "target")
 TrialTypeFn = Callable[[torch.Tensor, Any], Any]
 
 #: steps whose noise is drawn, and whose eligibility increments are summed, in one call:
-#: a batched matmul over a block replaces a rank-one update per step
+#: a batched matmul over a block replaces a rank-one update per step.  The block's
+#: buffers are allocated once per run and reused, so a long run allocates nothing
+#: per block (freeing and re-allocating megabyte blocks lets the allocator's heap,
+#: and with it the resident memory, creep upward with T).
 BLOCK = 64
 
 
@@ -205,8 +208,6 @@ class NodePerturbation(Rule):
         self._generator: torch.Generator | None = None
         self._synapses: tuple[_Synapses, ...] = ()
         self._traces: dict[str, torch.Tensor] = {}
-        #: steps whose eligibility increments are not yet summed into the traces
-        self._pending: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
         self._modulator: torch.Tensor | None = None
 
     # -- attach ---------------------------------------------------------------------------
@@ -244,16 +245,15 @@ class NodePerturbation(Rule):
             self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
-    def _draw_noise(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """ξ of ``shape`` on ``like``'s device and dtype."""
-        gen, opts = self._generator, dict(device=like.device, dtype=like.dtype)
+    def _draw_noise(self, out: torch.Tensor) -> None:
+        """Fill ``out`` with ξ in place."""
+        gen = self._generator
         if self.noise == "gaussian":
-            xi = torch.randn(shape, generator=gen, **opts) * self.sigma
+            out.normal_(0.0, self.sigma, generator=gen)
         else:
-            xi = (torch.rand(shape, generator=gen, **opts) * 2 - 1) * self.sigma
+            out.uniform_(-self.sigma, self.sigma, generator=gen)
         if self.p_perturb < 1.0:
-            xi = xi * (torch.rand(shape, generator=gen, **opts) < self.p_perturb)
-        return xi
+            out.mul_(self._keep.uniform_(generator=gen) < self.p_perturb)
 
     def _shape(self, values: torch.Tensor) -> torch.Tensor:
         """S(x): identity for linear eligibility, x³ for Miconi's cubic one (S(ab) = S(a)S(b))."""
@@ -281,10 +281,18 @@ class NodePerturbation(Rule):
         self._readout_pre = self._readout_bias = None
         self._initial_state = self._h_bar = self._history = None
         self._modulator = None
-        self._n_steps = x.shape[0]
         self._delayed = getattr(model, "max_delay", 0) > 0
-        self._noise_block: torch.Tensor | None = None
-        self._pending = []
+        self._allocate_block(batch, n, model.n_in, opts)
+
+    def _allocate_block(self, batch: int, n: int, n_in: int, opts: dict) -> None:
+        """Column c of each buffer holds step t = (block start) + c; columns [_first, _next) await a flush."""
+        self._noise = torch.empty(batch, n, BLOCK, **opts)
+        self._keep = torch.empty(batch, n, BLOCK, **opts) if self.p_perturb < 1.0 else None
+        self._post = self._noise if self.eligibility == "linear" else torch.empty(batch, n, BLOCK, **opts)
+        pooled = "eligibility" in self._traces and not self._delayed
+        self._pre = torch.empty(batch, BLOCK, n, **opts) if pooled else None
+        self._inputs = torch.empty(batch, BLOCK, n_in, **opts)
+        self._first = self._next = 0
 
     def perturbation(self, t: int, state: Any) -> torch.Tensor:
         if t == 0:
@@ -293,11 +301,9 @@ class NodePerturbation(Rule):
                 self._h_bar = state.h.detach().clone()
         if self._delayed:
             self._history = state.history
-        offset = t % BLOCK
-        if offset == 0 or self._noise_block is None:
-            like = self._traces["perturbation"]
-            self._noise_block = self._draw_noise((min(BLOCK, self._n_steps - t), *like.shape), like)
-        xi = self._noise_block[offset]
+        if t % BLOCK == 0:
+            self._draw_noise(self._noise)
+        xi = self._noise[:, :, t % BLOCK]
         self._traces["perturbation"] = xi
         return xi
 
@@ -307,36 +313,36 @@ class NodePerturbation(Rule):
 
     @torch.no_grad()
     def step(self, t: int, local: NamedTuple, y_t: torch.Tensor, error_t: torch.Tensor | None) -> None:
+        column = t % BLOCK
         if self.eligibility == "linear":
             post = self._traces["perturbation"]
         else:
-            post = local.h - self._h_bar
+            post = self._post[:, :, column]
+            torch.sub(local.h, self._h_bar, out=post)
             self._h_bar.mul_(self.fluctuation_decay).add_(local.h, alpha=1 - self.fluctuation_decay)
-        pre_rec = None
-        if "eligibility" in self._traces:
-            pres = self._pre_recurrent(local)
-            if len(pres) == 1:
-                pre_rec = pres[0]
-            else:  # delay classes: linear eligibility only (cubic is refused for spiking models)
-                for mask, pre in zip(self.model.delay_masks, pres):
-                    self._traces["eligibility"].addcmul_(post.unsqueeze(2) * pre.unsqueeze(1), mask)
-        self._pending.append((post, pre_rec, local.x))
-        if len(self._pending) == BLOCK:
+        if self._pre is not None:
+            self._pre[:, column] = local.pre_rec
+        elif "eligibility" in self._traces:  # delay classes: linear eligibility only (cubic is refused for spiking models)
+            for mask, pre in zip(self.model.delay_masks, self._pre_recurrent(local)):
+                self._traces["eligibility"].addcmul_(post.unsqueeze(2) * pre.unsqueeze(1), mask)
+        self._inputs[:, column] = local.x
+        self._next = column + 1
+        if self._next == BLOCK:
             self._flush()
         if error_t is not None and self._readout_grads:
             self._readout_step(local, error_t)
 
     def _flush(self) -> None:
         """Add the pending steps' Σ_t S(post^t) ⊗ S(pre^t) to the eligibilities as one batched matmul."""
-        if not self._pending:
+        first, stop = self._first, self._next
+        self._first = self._next = stop % BLOCK
+        if stop == first:
             return
-        posts, pre_recs, inputs = zip(*self._pending)
-        self._pending = []
         traces = self._traces
-        post = self._shape(torch.stack(posts, 2))                     # [B, N, C]
-        traces["eligibility_in"].baddbmm_(post, self._shape(torch.stack(inputs, 1)))
-        if pre_recs[0] is not None:
-            traces["eligibility"].baddbmm_(post, self._shape(torch.stack(pre_recs, 1)))
+        post = self._shape(self._post[:, :, first:stop])                     # [B, N, C]
+        traces["eligibility_in"].baddbmm_(post, self._shape(self._inputs[:, first:stop]))
+        if self._pre is not None:
+            traces["eligibility"].baddbmm_(post, self._shape(self._pre[:, first:stop]))
         if "eligibility_bias" in traces:
             traces["eligibility_bias"].add_(post.sum(2))
 
@@ -359,14 +365,14 @@ class NodePerturbation(Rule):
     def _clean_losses(self) -> torch.Tensor:
         """Run the trial again without noise from the stored initial state; per-trial clean losses."""
         model, x, target, loss = self.model, self._x, self._target, self._loss
-        state, outputs = self._initial_state, []
+        state, outputs = self._initial_state, x.new_empty(x.shape[0], x.shape[1], model.n_out)
         self._readout_pre = None
-        for t, (x_t, i_t) in enumerate(zip(x.unbind(0), model.input_current(x).unbind(0))):
+        for t, (x_t, i_t) in enumerate(drive(model, x)):
             y, state, local = model.step(x_t, state, i_t, None)
-            outputs.append(y)
+            outputs[t] = y
             if self._readout_grads:
                 self._readout_step(local, loss.output_error(t, x.shape[0], y, target))
-        return per_trial_losses(loss, torch.stack(outputs), target)
+        return per_trial_losses(loss, outputs, target)
 
     def _trial_keys(self) -> list[Hashable]:
         x, target, kind = self._x, self._target, self.trial_type

@@ -12,13 +12,13 @@ outputs are stacked once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import torch
 
 from .. import _checks
 from ..losses import MSE, TimeLocalLoss
-from ..models.base import Model
+from ..models.base import DRIVE_CHUNK, Model, drive
 from ..rules.base import Rule
 from .monitors import Monitor, Record, Recorder, as_monitors
 
@@ -146,18 +146,6 @@ class OutputCollector:
 
     def result(self) -> torch.Tensor:
         return torch.stack(self._items) if self._buffer is None else self._buffer
-
-
-#: steps whose feed-forward drive is computed in one matmul; bounds the O(T)
-#: memory of precomputed input currents so online rules stay flat in T
-DRIVE_CHUNK = 256
-
-
-def drive(model: Model, x: torch.Tensor,
-          chunk: int = DRIVE_CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x_t, input_current_t)``, projecting the input ``chunk`` steps at a time."""
-    for part in x.split(chunk):
-        yield from zip(part.unbind(0), model.input_current(part).unbind(0))
 
 
 def check_state(state: Any, expected: Any, name: str = "state") -> None:
