@@ -1,7 +1,7 @@
 """creditlab: a spiking and recurrent network simulator whose learning rules are plug-ins."""
 from . import export, losses, models, rules, tasks
 from .simulator import Monitor, Result, Simulator
-from .train import train
+from .training import train
 from . import viz
 
 __version__ = "0.1.0"

@@ -166,7 +166,7 @@ def add_train(subparsers: Any) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from .training import prepare_training
 
     rule = build_rule(args.rule)
     task = build_task(args.task, args.seed)
@@ -179,12 +179,14 @@ def run_train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     try:
-        history = train(model, rule, task, steps=args.steps, optimizer=optimizer, run_dir=args.run_dir,
-                        batch_size=args.batch_size, resume=args.resume, eval_every=args.eval_every,
-                        alignment_every=args.alignment_every,
-                        checkpoint_every=args.checkpoint_every, progress=not args.quiet, model_kwargs=kwargs)
+        run = prepare_training(model, rule, task, steps=args.steps, optimizer=optimizer, run_dir=args.run_dir,
+                               batch_size=args.batch_size, resume=args.resume, eval_every=args.eval_every,
+                               alignment_every=args.alignment_every, checkpoint_every=args.checkpoint_every,
+                               progress=not args.quiet, model_kwargs=kwargs)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    try:
+        history = run.execute()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; continue with --resume (last checkpoint in {args.run_dir})", file=sys.stderr)
         return 130
@@ -208,7 +210,7 @@ def add_plot(subparsers: Any) -> None:
 
 def _rebuild(run_dir: Path, config: dict[str, Any]) -> tuple[Any, Any] | str:
     """(model with checkpoint weights, task) or the reason they cannot be rebuilt."""
-    from .train import CHECKPOINT, load_checkpoint
+    from .training import CHECKPOINT, load_checkpoint
 
     model_cfg, task_cfg = config.get("model") or {}, config.get("task") or {}
     if not model_cfg.get("kwargs"):
@@ -249,7 +251,7 @@ def _state_figures(model: Any, task: Any, out: Path) -> dict[str, Path]:
 
 def run_plot(args: argparse.Namespace) -> int:
     from . import viz
-    from .train import read_config, read_metrics
+    from .training import read_config, read_metrics
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
@@ -306,7 +308,7 @@ def run_compare(args: argparse.Namespace) -> int:
     import json
 
     from . import compare
-    from .train import atomic_write_text
+    from .training import atomic_write_text
 
     names = [r.strip() for r in args.rules.split(",") if r.strip()]
     try:

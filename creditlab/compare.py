@@ -100,7 +100,7 @@ def step_memory(model: Model, rule_name: str, task: Task, batch_size: int) -> fl
 def run_rule(task_name: str, rule_name: str, model_name: str, steps: int, batch_size: int,
              lr: float, n_hidden: int, seed: int, align_every: int) -> RuleRun:
     """Train one rule and measure it (runs in the calling process)."""
-    from .train import train
+    from .training import train
 
     torch.manual_seed(seed)
     task = build_task(task_name, seed)

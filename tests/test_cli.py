@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from creditlab import cli
-from creditlab.train import CHECKPOINT, CONFIG, METRICS, load_checkpoint, read_metrics
+from creditlab.training import CHECKPOINT, CONFIG, METRICS, load_checkpoint, read_metrics
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -168,3 +168,17 @@ def test_plot_of_a_feed_forward_run_draws_the_curves_only(tmp_path, capsys):
     captured = capsys.readouterr()
     assert (run_dir / "learning_curve.png").stat().st_size > 0
     assert "no state figures" in captured.err and "Traceback" not in captured.err
+
+
+def test_an_error_during_training_is_not_reported_as_bad_input(tmp_path, monkeypatch):
+    """Only set-up errors (arguments, run directory, checkpoint) exit 2; a failure inside a training
+    step keeps its traceback."""
+    from creditlab.training import TrainingRun
+
+    def broken_step(self, step):
+        raise ValueError("a defect inside the training loop")
+
+    monkeypatch.setattr(TrainingRun, "_step", broken_step)
+    with pytest.raises(ValueError, match="defect inside the training loop"):
+        cli.main(["train", "--model", "mlp", "--rule", "backprop", "--task", "spiral", "--steps", "2",
+                  "--run-dir", str(tmp_path / "run"), "--quiet"])

@@ -159,7 +159,6 @@ def test_cubic_eligibility_is_the_sum_of_cubed_fluctuations():
     y = torch.zeros(150, 3, 1, dtype=torch.float64)
     watched = rule()
     record = cl.Simulator(net, watched, monitors=("h", "r")).run(x, y).record
-    h_prev = torch.cat([torch.zeros(1, 3, 12, dtype=torch.float64), record.h[:-1]])
     r_prev = torch.cat([torch.zeros(1, 3, 12, dtype=torch.float64), record.r[:-1]])
     h_bar, expected = torch.zeros(3, 12, dtype=torch.float64), torch.zeros(3, 12, 12, dtype=torch.float64)
     for t in range(150):

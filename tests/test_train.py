@@ -10,7 +10,7 @@ import torch
 import creditlab as cl
 from creditlab.losses import MSE, WindowCrossEntropy
 from creditlab.tasks.base import Task
-from creditlab.train import CHECKPOINT, CONFIG, METRICS, load_checkpoint, read_metrics
+from creditlab.training import CHECKPOINT, CONFIG, METRICS, load_checkpoint, read_metrics
 
 
 class LouderChannel(Task):

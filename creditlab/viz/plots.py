@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import _checks
-from ..train import atomic_write_bytes, read_metrics
+from ..training import atomic_write_bytes, read_metrics
 
 PathLike = str | os.PathLike
 #: a learning history: the list ``cl.train`` returns or a metrics.jsonl path / run directory

@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -279,6 +280,84 @@ def train(model: Model, rule: Rule, task: Task, steps: int, optimizer: torch.opt
     goes into ``config.json`` so the model can be rebuilt from the run
     directory.  With ``resume=True``, ``steps`` is the total to reach.
     """
+    return prepare_training(model, rule, task, steps, optimizer, run_dir, batch_size, resume, eval_every,
+                            checkpoint_every, alignment_every, progress, monitors, model_kwargs).execute()
+
+
+@dataclass
+class TrainingRun:
+    """A validated training run (see :func:`train`); ``execute()`` trains and returns the history."""
+    simulator: Simulator
+    task: Task
+    optimizer: torch.optim.Optimizer
+    steps: int
+    start: int
+    batch_size: int
+    path: Path | None
+    config: dict[str, Any]
+    history: History
+    held_out: tuple[torch.Tensor, torch.Tensor] | None
+    eval_every: int | None
+    alignment_every: int | None
+    checkpoint_every: int
+    progress: bool
+
+    def execute(self) -> History:
+        model, rule, task, optimizer = self.simulator.model, self.simulator.rule, self.task, self.optimizer
+        path, history, steps = self.path, self.history, self.steps
+        metrics_file = open(path / METRICS, "a") if path is not None else None
+        bar = tqdm(total=steps, initial=self.start, disable=not self.progress, desc=f"{rule.name} on {task.name}",
+                   unit="step", dynamic_ncols=True)
+        try:
+            for step in range(self.start + 1, steps + 1):
+                row = self._step(step)
+                history.append(row)
+                if metrics_file is not None:
+                    metrics_file.write(json.dumps(row) + "\n")
+                    metrics_file.flush()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
+                                 if isinstance(v, float) and k not in ("step", "seconds")})
+                if path is not None and (step % self.checkpoint_every == 0 or step == steps):
+                    save_checkpoint(path / CHECKPOINT, step, model, optimizer, task, rule, self.config)
+        finally:
+            bar.close()
+            if metrics_file is not None:
+                metrics_file.close()
+        return history
+
+    def _step(self, step: int) -> dict[str, Any]:
+        """One batch: run with the rule, optimizer step, metrics (and evaluation / alignment when due)."""
+        model, task, optimizer = self.simulator.model, self.task, self.optimizer
+        began = time.perf_counter()
+        x, y = task.sample(self.batch_size, device=model.device, dtype=model.dtype)
+        row: dict[str, Any] = {"step": step}
+        result = self.simulator.run(x, target=y, loss=task.loss)
+        seconds = time.perf_counter() - began
+        if self.alignment_every is not None and (step % self.alignment_every == 0 or step == 1):
+            row.update(update_alignment(model, x, y, task.loss))
+        began = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad()
+        row["seconds"] = seconds + time.perf_counter() - began
+        row.update(task.metrics(result.outputs, y))
+        if self.eval_every is not None and (step % self.eval_every == 0 or step == self.steps):
+            row.update(_evaluate(model, task, self.held_out))
+        self.history.record = result.record
+        return row
+
+
+def prepare_training(model: Model, rule: Rule, task: Task, steps: int,
+                     optimizer: torch.optim.Optimizer | None = None, run_dir: str | os.PathLike | None = None,
+                     batch_size: int = 32, resume: bool = False, eval_every: int | None = None,
+                     checkpoint_every: int = 50, alignment_every: int | None = None, progress: bool = True,
+                     monitors: Iterable[str | Monitor] | str | None = (),
+                     model_kwargs: dict[str, Any] | None = None) -> TrainingRun:
+    """Check :func:`train`'s arguments and set the run up (restoring a checkpoint when resuming).
+
+    Every error about the arguments, the run directory or a checkpoint is
+    raised here, before the first step; ``execute()`` on the result trains.
+    """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a creditlab model (cl.models.*), got {type(model).__name__}")
     if not isinstance(rule, Rule):
@@ -308,38 +387,5 @@ def train(model: Model, rule: Rule, task: Task, steps: int, optimizer: torch.opt
         config = {**config, "model": {**config["model"], "kwargs": kwargs}}
     if path is not None:
         atomic_write_text(path / CONFIG, json.dumps({**config, "steps": steps}, indent=2) + "\n")
-
-    metrics_file = open(path / METRICS, "a") if path is not None else None
-    bar = tqdm(total=steps, initial=start, disable=not progress, desc=f"{rule.name} on {task.name}",
-               unit="step", dynamic_ncols=True)
-    try:
-        for step in range(start + 1, steps + 1):
-            began = time.perf_counter()
-            x, y = task.sample(batch_size, device=model.device, dtype=model.dtype)
-            row: dict[str, Any] = {"step": step}
-            result = simulator.run(x, target=y, loss=task.loss)
-            seconds = time.perf_counter() - began
-            if alignment_every is not None and (step % alignment_every == 0 or step == 1):
-                row.update(update_alignment(model, x, y, task.loss))
-            began = time.perf_counter()
-            optimizer.step()
-            optimizer.zero_grad()
-            row["seconds"] = seconds + time.perf_counter() - began
-            row.update(task.metrics(result.outputs, y))
-            if eval_every is not None and (step % eval_every == 0 or step == steps):
-                row.update(_evaluate(model, task, held_out))
-            history.append(row)
-            history.record = result.record
-            if metrics_file is not None:
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
-                             if isinstance(v, float) and k not in ("step", "seconds")})
-            if path is not None and (step % checkpoint_every == 0 or step == steps):
-                save_checkpoint(path / CHECKPOINT, step, model, optimizer, task, rule, config)
-    finally:
-        bar.close()
-        if metrics_file is not None:
-            metrics_file.close()
-    return history
+    return TrainingRun(simulator, task, optimizer, steps, start, batch_size, path, config, history, held_out,
+                       eval_every, alignment_every, checkpoint_every, progress)
