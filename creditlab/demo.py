@@ -27,7 +27,7 @@ from .models import LIF
 from .rules import SurrogateGradient
 from .simulator import Simulator
 from .tasks import EvidenceAccumulation
-from .train import train
+from .training import train
 
 
 @dataclass(frozen=True)
