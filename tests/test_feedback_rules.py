@@ -130,6 +130,37 @@ def test_kolen_pollack_feedback_converges_to_weight_transpose():
     assert all(r < 0.25 for r in relative)
 
 
+def test_kolen_pollack_under_adamw_decoupled_decay_keeps_the_exact_contraction():
+    """weight_decay=0 and AdamW's decay on W and B: identical Adam steps, W − Bᵀ ∝ (1 − ηλ)^t exactly."""
+    sizes = [20, 32, 32, 5]
+    x, labels = _teacher_task(sizes)
+    lr, decay, steps = 1e-2, 2.0, 24
+
+    def mismatch_after(decoupled: bool):
+        net = cl.models.MLP(sizes, activation="tanh", seed=0).double()
+        rule = KolenPollack(weight_decay=0.0 if decoupled else decay, seed=0)
+        sim = cl.Simulator(net, rule)
+        weights, biases = [layer.weight for layer in net.layers], [layer.bias for layer in net.layers]
+        opt = (torch.optim.AdamW([{"params": weights + rule.parameters(), "weight_decay": decay},
+                                  {"params": biases, "weight_decay": 0.0}], lr=lr) if decoupled
+               else torch.optim.Adam([*net.parameters(), *rule.parameters()], lr=lr))
+        start = [layer.weight.detach() - b.t() for layer, b in zip(net.layers[1:], rule.feedback)]
+        for step in range(steps):
+            i = 32 * (step % 4)
+            sim.run(x[i:i + 32].double(), labels[i:i + 32], CrossEntropy())
+            opt.step()
+            opt.zero_grad()
+        return start, [layer.weight.detach() - b.t() for layer, b in zip(net.layers[1:], rule.feedback)]
+
+    start, end = mismatch_after(decoupled=True)
+    for m0, m in zip(start, end):
+        torch.testing.assert_close(m, m0 * (1 - lr * decay) ** steps, rtol=1e-9, atol=1e-12)
+    # coupled L2 under Adam: the decay passes through Adam's 1/√v̂, so the contraction is not (1 − ηλ)^t
+    start, coupled = mismatch_after(decoupled=False)
+    for m0, m in zip(start, coupled):
+        assert abs(float(m.norm()) / float(m0.norm()) - (1 - lr * decay) ** steps) > 0.05
+
+
 def _kp_relative_error(net, rule):
     return [float((layer.weight.detach() - b.t()).norm() / layer.weight.detach().norm())
             for layer, b in zip(net.layers[1:], rule.feedback)]

@@ -56,6 +56,48 @@ def test_fixed_prediction_equals_backprop_at_equilibrium():
         assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
 
 
+def classification_problem(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    net = cl.models.MLP([4, 8, 6, 3], activation="tanh", seed=seed).to(DT)
+    x = torch.randn(7, 4, generator=gen, dtype=DT)
+    return net, x, torch.randint(0, 3, (7,), generator=gen)
+
+
+def test_cross_entropy_output_converges_to_backprop():
+    """Categorical output energy CE(μ_L)/Σ_L: with Σ_L ≫ 1 the update tends to ∂CE/∂θ (autograd)."""
+    net, x, labels = classification_problem()
+    loss = cl.losses.CrossEntropy()
+    rule = PredictiveCoding(n_inference=400, inference_rate=0.05, output_variance=100.0)
+    assert rule_cosine(net, rule, x, labels, loss) >= 0.999
+    ratio = norm_ratio(cl.rules.rule_estimate(net, rule, x, labels, loss),
+                       cl.rules.exact_gradient(net, x, labels, loss))
+    assert 0.97 < ratio < 1.03
+
+
+def rule_cosine(net, rule, x, target, loss) -> float:
+    return cl.rules.rule_alignment(net, rule, x, target, loss).cosine
+
+
+def test_cross_entropy_fixed_prediction_equals_backprop_at_equilibrium():
+    net, x, labels = classification_problem(1)
+    loss = cl.losses.CrossEntropy()
+    estimate = cl.rules.rule_estimate(net, PredictiveCoding(150, 0.3, fixed_prediction=True), x, labels, loss)
+    exact = cl.rules.exact_gradient(net, x, labels, loss)
+    for name in exact:
+        assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_labels_repeat_over_the_steps_of_a_sequence():
+    """A [T, B] input with [B] labels: every step is scored against its trial's label, as autograd does."""
+    net, _, labels = classification_problem(2)
+    x = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(3), dtype=DT)
+    loss = cl.losses.CrossEntropy()
+    estimate = cl.rules.rule_estimate(net, PredictiveCoding(150, 0.3, fixed_prediction=True), x, labels, loss)
+    exact = cl.rules.exact_gradient(net, x, labels, loss)
+    for name in exact:
+        assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
+
+
 def test_relaxation_descends_the_energy_from_the_feedforward_state():
     net, x, y = problem("sigmoid")
     rule = PredictiveCoding(n_inference=1, inference_rate=0.1)

@@ -8,11 +8,22 @@ layer's nodes predict the next layer's:
 
 with φ_1 = identity on the clamped input x_0 = x (the MLP does not pass its
 input through f) and φ_l = f for l ≥ 2.  The variances are Σ_l = 1 in the
-hidden layers and Σ_L = ``output_variance`` at the output.  A run is:
+hidden layers and Σ_L = ``output_variance`` at the output.  The output error
+is the target's pull on the prediction, ε_L = −(1/Σ_L) ∂ℓ/∂μ_L, for the loss
+the run uses:
+
+- MSE: the output node is clamped to the target, x_L = t, so
+  ε_L = (t − μ_L)/Σ_L, the Gaussian energy above;
+- CrossEntropy: the output is a categorical distribution softmax(μ_L) and
+  its energy term is CE(μ_L, t)/Σ_L, so ε_L = (onehot(t) − softmax(μ_L))/Σ_L
+  (the non-Gaussian output layer of Pinchetti, Qi, Lokhande, Salvatori &
+  Lukasiewicz 2022, "Predictive coding beyond Gaussian distributions", NeurIPS).
+
+A run is:
 
 1. the engine's step is the feed-forward pass, which initialises
    x_l = a_l (so every hidden error is zero);
-2. the output node is clamped to the target, x_L = t;
+2. the output is tied to the target through ε_L above;
 3. inference relaxes the hidden nodes by gradient descent on F,
    ``n_inference`` steps of size γ = ``inference_rate``:
 
@@ -22,12 +33,21 @@ hidden layers and Σ_L = ``output_variance`` at the output.  A run is:
 
        ΔW_l = ε_l φ_l(x_{l-1})ᵀ,   Δb_l = ε_l   (summed over the batch).
 
-At equilibrium ε_l ≈ −(1/Σ_L) ∂L/∂a_l for the loss L = ½‖y − t‖², and the
-approximation becomes exact as the output variance grows relative to the
-hidden ones, Σ_L ≫ 1, so that every prediction error stays small (their
-Section 2.3 and Figure 3).  Hence ``p.grad = −c Σ_L ΔW`` with c = 2/numel(y),
-the factor that turns ½‖y − t‖² into creditlab's mean squared error: the
-estimate matches the MSE gradient in size as well as direction.
+At equilibrium ε_l ≈ −(1/Σ_L) ∂ℓ/∂a_l for the per-sample loss ℓ (½‖y − t‖²
+or CE), and the approximation becomes exact as the output variance grows
+relative to the hidden ones, Σ_L ≫ 1, so that every prediction error stays
+small (their Section 2.3 and Figure 3).  Hence ``p.grad = −c Σ_L ΔW`` with
+c the factor that turns the summed per-sample loss into creditlab's mean:
+c = 2/numel(y) for MSE and 1/(T·B) for CrossEntropy, so the estimate matches
+the loss's gradient in size as well as direction.
+
+The relaxation costs ``n_inference`` passes through layers 2 … L per batch
+(μ_1 = W_1 x + b_1 stays fixed, the input being clamped): the fewer steps,
+the further the update stays from its equilibrium value.  Gradient descent on
+F is stable only while γ stays below 2 / (the largest curvature of F in the
+x_l), which grows like 1 + ‖W_{l+1}‖₂² f′²: a rate that relaxes an untrained
+net in few steps can diverge once training has grown the weights (on
+Fashion-MNIST, 784-256-256-10 tanh, γ = 0.5 did so at ‖W_2‖₂ ≈ 3).
 
 ``fixed_prediction=True`` is the fixed-prediction assumption (Millidge,
 Tschantz & Buckley 2022, Neural Computation 34:1329): predictions μ_l and
@@ -37,8 +57,8 @@ then equal backprop's exactly.
 
 The relaxation is a loop inside the rule's ``end`` (the engine's one step
 is the feed-forward sweep that initialises it); it uses explicit f' and no
-autograd graph.  It needs the MSE loss and an MLP whose activation has a
-derivative: tanh, sigmoid, linear or relu (relu' = 1[a > 0]).
+autograd graph.  It needs the MSE or CrossEntropy loss and an MLP whose
+activation has a derivative: tanh, sigmoid, linear or relu (relu' = 1[a > 0]).
 """
 from __future__ import annotations
 
@@ -47,7 +67,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _checks
-from ..losses import MSE
+from ..losses import MSE, CrossEntropy
 from ..models.base import Model
 from ..models.mlp import MLP, MLPLocals
 from .base import Rule, accumulate_grad
@@ -98,6 +118,7 @@ class PredictiveCoding(Rule):
         self.fixed_prediction = _checks.boolean("fixed_prediction", fixed_prediction)
         self.output_variance = _checks.positive("output_variance", output_variance)
         self._locals: list[MLPLocals] = []
+        self._categorical = False
 
     def alternative_hint(self, model: Model) -> str:
         return "; use cl.rules.BPTT() for recurrent or spiking models"
@@ -114,9 +135,10 @@ class PredictiveCoding(Rule):
 
     def begin(self, model: Model, x: torch.Tensor, target: Any, loss: Any) -> None:
         super().begin(model, x, target, loss)
-        if not isinstance(loss, MSE):
-            raise TypeError("PredictiveCoding clamps the output to the target, which is gradient descent on "
-                            f"squared error; pass loss=cl.losses.MSE() (the default), got {type(loss).__name__}")
+        if not isinstance(loss, (MSE, CrossEntropy)):
+            raise TypeError("PredictiveCoding needs an output energy for the loss: pass loss=cl.losses.MSE() "
+                            f"(the default) or cl.losses.CrossEntropy(), got {type(loss).__name__}")
+        self._categorical = isinstance(loss, CrossEntropy)
         self._locals = []
 
     def step(self, t: int, local: MLPLocals, y_t: torch.Tensor, error_t: torch.Tensor | None) -> None:
@@ -130,31 +152,40 @@ class PredictiveCoding(Rule):
     def _phi_prime(self, value: torch.Tensor) -> torch.Tensor:
         return ACTIVATION_DERIVATIVES[self.model.activation](value)
 
-    def _errors(self, nodes: list[torch.Tensor], feedforward: list[torch.Tensor]) -> list[torch.Tensor]:
-        """ε_l = (x_l − μ_l)/Σ_l for l = 1 … L (``nodes[0]`` is the clamped input)."""
-        errors = []
-        for index, layer in enumerate(self.model.layers):
-            if self.fixed_prediction:
-                mu = feedforward[index + 1]
-            else:
-                mu = layer(self._phi(index, nodes[index]))
-            errors.append(nodes[index + 1] - mu)
-        errors[-1] = errors[-1] / self.output_variance
-        return errors
+    def output_error(self, mu: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """ε_L = −(1/Σ_L) ∂ℓ/∂μ_L: (t − μ)/Σ_L for MSE, (onehot(t) − softmax(μ))/Σ_L for cross-entropy."""
+        if self._categorical:
+            pull = -torch.softmax(mu, -1)
+            pull[torch.arange(mu.shape[0], device=mu.device), target] += 1.0
+        else:
+            pull = target - mu
+        return pull / self.output_variance
+
+    def _errors(self, nodes: list[torch.Tensor], feedforward: list[torch.Tensor],
+                target: torch.Tensor) -> list[torch.Tensor]:
+        """ε_l for l = 1 … L (``nodes``: the clamped input, then the hidden value nodes x_1 … x_{L-1})."""
+        # μ_1 reads only the clamped input, so its feed-forward value holds throughout
+        predictions = [feedforward[1]]
+        for index in range(1, len(self.model.layers)):
+            predictions.append(feedforward[index + 1] if self.fixed_prediction
+                               else self.model.layers[index](self._phi(index, nodes[index])))
+        errors = [node - mu for node, mu in zip(nodes[1:], predictions)]
+        return errors + [self.output_error(predictions[-1], target)]
 
     def relax(self, x: torch.Tensor, target: torch.Tensor,
               preactivations: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Value nodes and errors after ``n_inference`` descent steps on F (input and output clamped)."""
+        """Value nodes (input, hidden) and errors ε_1 … ε_L after ``n_inference`` descent steps on F
+        (input clamped, output tied to ``target``: values for MSE, class labels for cross-entropy)."""
         feedforward = [x] + preactivations
-        nodes = [x] + [a.clone() for a in preactivations[:-1]] + [target]
+        nodes = [x] + [a.clone() for a in preactivations[:-1]]
         gamma = self.inference_rate
         for _ in range(self.n_inference):
-            errors = self._errors(nodes, feedforward)
-            for index in range(1, len(nodes) - 1):
+            errors = self._errors(nodes, feedforward, target)
+            for index in range(1, len(nodes)):
                 slope_at = feedforward[index] if self.fixed_prediction else nodes[index]
                 feedback = errors[index] @ self.model.layers[index].weight
                 nodes[index] = nodes[index] + gamma * (-errors[index - 1] + self._phi_prime(slope_at) * feedback)
-        return nodes, self._errors(nodes, feedforward)
+        return nodes, self._errors(nodes, feedforward, target)
 
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
         if target is None:
@@ -162,10 +193,16 @@ class PredictiveCoding(Rule):
         with torch.no_grad():
             x = torch.cat([local.activities[0] for local in self._locals], dim=0)
             pre = [torch.cat(layer, dim=0) for layer in zip(*(local.preactivations for local in self._locals))]
-            clamped = target.reshape(-1, self.model.n_out).to(x.dtype)
-            nodes, errors = self.relax(x, clamped, pre)
-            presynaptic = [x] + pre[:-1] if self.fixed_prediction else nodes[:-1]
-            scale = 2.0 * self.output_variance / outputs.numel()
+            if self._categorical:
+                # one label per trial, repeated over the steps it was stacked with
+                tied = target.reshape(-1) if target.dim() == 2 else target.repeat(len(self._locals))
+                per_sample = self.model.n_out / outputs.numel()
+            else:
+                tied = target.reshape(-1, self.model.n_out).to(x.dtype)
+                per_sample = 2.0 / outputs.numel()
+            nodes, errors = self.relax(x, tied, pre)
+            presynaptic = [x] + pre[:-1] if self.fixed_prediction else nodes
+            scale = per_sample * self.output_variance
             for index, (layer, eps) in enumerate(zip(self.model.layers, errors)):
                 rate = self._phi(index, presynaptic[index])
                 accumulate_grad(layer.weight, -scale * eps.T @ rate)
