@@ -38,6 +38,14 @@ Discretisation and simplifications (documented deviations from the paper):
   receive this step's increments; v takes a forward-Euler step; the spike
   test follows.  A pre spike in the step of a post spike counts as arriving
   first (x_j already includes it), the convention of ``rules/stdp.py``.
+  Counting a conductance increment in full in its own step overestimates
+  each input spike's charge by (dt/τ_ge)/(1 − e^{−dt/τ_ge}): 27 % at the
+  paper's dt = 0.5 ms, 58 % at 1 ms.  Use dt ≤ 0.5 ms: at 1 ms, training on
+  Fashion-MNIST (about twice MNIST's mean intensity) fell into synchronous
+  volleys of the whole layer within a few hundred images (θ ≈ 30–50 mV in
+  every neuron, 1–3 classes), while 0.5 ms trained 100 neurons stably.
+  With 400 neurons the same collapse also happens at 0.5 ms and B = 1
+  (θ ≈ 52 mV in every neuron, one class after 1000 images): not yet fixed.
 - Lateral inhibition is a direct inhibitory conductance, not a separate
   inhibitory population: the paper's 1-to-1 excitatory→inhibitory synapses
   (w = 10.4) make each inhibitory neuron fire once per spike of its partner,
@@ -52,28 +60,35 @@ Discretisation and simplifications (documented deviations from the paper):
   images with results identical to one-at-a-time runs.
 - The paper's code starts θ at 20 mV with a −20 mV offset in the threshold;
   here θ starts at 0 with the same effective threshold (v_thresh = −52 mV).
+- θ is held fixed within a presentation except for its spike increments
+  and decayed exactly over the presentation and the rest at its end (the
+  decay over 500 ms is a factor 1 − 5·10⁻⁵ with τ_θ = 10⁴ s).
 - Training with ``batch_size`` B > 1 (a speed-up) presents B images at once
-  with the same W and θ.  At each step W takes the batch mean of the
-  images' eq.-3 changes (a mini-batch estimate of the per-image step; the
-  sum would make the within-presentation feedback W↑ → spikes↑ → W↑ B times
-  stronger and runs away), while θ takes the sum of their increments, so
-  homeostasis still counts every spike as it would sequentially.  B = 1
-  (the default) is the paper's sequential protocol.
+  with the same W and θ.  At each step both W and θ take the batch mean of
+  the images' changes, ΔW = (η/B) Σ_b z_bi (x_bj − x_tar)(w_max − W_ij)^μ and
+  Δθ_i = θ₊ (1/B) Σ_b z_bi, a mini-batch estimate of the per-image step.
+  (Summing Δθ while averaging ΔW would let θ grow B-fold faster than the
+  weights learn.)  B = 1 (the default) is the paper's sequential protocol.
 - The paper gives no values for η, x_tar and μ of the presynaptic rule
   (its code uses a pre/post trace rule instead); the defaults here
   (η = 0.01, x_tar = 0.4, μ = 1) are chosen so that a pixel firing at the
   maximal rate (mean trace r_max τ_pre ≈ 1.3) is potentiated and a dark
   pixel depressed.
 
-Speed: the excitatory drive Σ_j W_ij s_j^n of a whole presentation is one
-matmul over time, computed from W at the start; when a learning step changes
-rows of W, the drive of the remaining steps is corrected by s @ ΔWᵀ for those
-rows only, which equals recomputing it with the new W (checked in the tests).
+Speed (``present``; ``step`` is the same model for the engine): per step
+only the dense neuron update runs.  The drive Σ_j W_ij s_j^n of a chunk of
+steps is one matmul over the pixels that fire in it, from W at the chunk's
+start; when a post spike changes rows of W, the drive of the chunk's
+remaining steps is corrected by s @ ΔWᵀ for those rows only, which equals
+recomputing it with the new W.  Presynaptic traces are needed only at post
+spikes and are brought up to date there from the stored input spikes.  A
+training presentation is one chunk.  The tests check all of this against
+the step protocol with W and θ updated after every step.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import torch
 from torch import nn
@@ -255,52 +270,51 @@ class DiehlCook(Model):
                              f"{float(images.max())}]")
         return images
 
-    def _apply_learning(self, locals_: DiehlCookLocals) -> torch.Tensor:
-        """Eq. 3 and the θ increment for this step's spikes; returns ΔW actually applied."""
-        z = locals_.z
-        new_w = (self.w + presynaptic_rule(self.w, locals_.x_pre, z, self.eta, self.x_tar,
-                                           self.w_max, self.mu)).clamp(0.0, self.w_max)
-        delta = new_w - self.w
-        self.w.copy_(new_w)
-        self.theta.add_(self.theta_plus * z.sum(0))
-        return delta
+    def poisson(self, images: torch.Tensor, rate_scale: float = 1.0, generator: torch.Generator | None = None,
+                chunk: int | None = None) -> Iterator[torch.Tensor]:
+        """Input spike trains of one presentation, ``chunk`` steps [steps, B, n_in] at a time.
 
-    @torch.no_grad()
-    def present(self, images: torch.Tensor, rate_scale: float = 1.0, learn: bool = False,
-                generator: torch.Generator | None = None, chunk: int = 100,
-                recompute_drive: bool = False) -> torch.Tensor:
-        """Show ``images [B, n_in]`` once for ``t_present``; return spike counts [B, N].
-
-        Pixels fire as Bernoulli trains with p = intensity · max_rate · rate_scale · dt.
-        With ``learn`` the weights and θ change online (module docstring).
-        ``recompute_drive`` recomputes the drive from the current W every step
-        instead of correcting the precomputed one (the reference for the tests).
+        Pixels fire as Bernoulli trains with p = intensity · max_rate · rate_scale · dt
+        (all ``n_present`` steps in one chunk when ``chunk`` is None).
         """
         self._check_images(images)
         _checks.positive("rate_scale", rate_scale)
-        _checks.positive_int("chunk", chunk)
+        chunk = self.n_present if chunk is None else _checks.positive_int("chunk", chunk)
         probability = images * (self.max_rate * rate_scale * self.dt)
         if float(probability.max()) > 1:
             raise ValueError(f"max_rate · rate_scale · dt must be <= 1, got {float(probability.max())}")
-        state = self.init_state(images.shape[0], images.device, images.dtype, traces=learn)
-        counts = torch.zeros(images.shape[0], self.n_exc, device=images.device, dtype=images.dtype)
         for start in range(0, self.n_present, chunk):
             steps = min(chunk, self.n_present - start)
-            spikes = torch.bernoulli(probability.expand(steps, *probability.shape).contiguous(), generator=generator)
-            drive = None if recompute_drive else self.input_current(spikes)
-            for t in range(steps):
-                z, state, locals_ = self.step(spikes[t], state, None if drive is None else drive[t])
-                counts += z
-                if learn:
-                    self.theta.mul_(self.decay_theta)
-                    if bool(z.any()):
-                        delta = self._apply_learning(locals_)
-                        if drive is not None and t + 1 < steps:
-                            rows = z.any(0)
-                            drive[t + 1:, :, rows] += spikes[t + 1:] @ delta[rows].transpose(0, 1)
+            yield torch.bernoulli(probability.expand(steps, *probability.shape).contiguous(), generator=generator)
+
+    @torch.no_grad()
+    def present(self, images: torch.Tensor, rate_scale: float = 1.0, learn: bool = False,
+                generator: torch.Generator | None = None, chunk: int = 100) -> torch.Tensor:
+        """Show ``images [B, n_in]`` once for ``t_present``; return spike counts [B, N].
+
+        With ``learn`` the weights and θ change online (module docstring) and the
+        whole presentation is drawn at once; frozen runs draw ``chunk`` steps at a time.
+        """
+        self._check_images(images)
+        chunks = self.poisson(images, rate_scale, generator, None if learn else chunk)
+        return self.present_spikes(chunks, images.shape[0], learn)
+
+    @torch.no_grad()
+    def present_spikes(self, chunks: Iterable[torch.Tensor], batch_size: int, learn: bool = False) -> torch.Tensor:
+        """Run one presentation of given input spikes (consecutive chunks [steps, B, n_in]).
+
+        Returns spike counts [B, N].  The network starts at rest; with ``learn``
+        eq. 3 and the θ increments are applied at each step with a post spike,
+        and θ is then decayed over the presentation and the rest.
+        """
+        _checks.positive_int("batch_size", batch_size)
+        run = _Presentation(self, batch_size, learn)
+        for spikes in chunks:
+            _checks.tensor("spikes", spikes, rank=3, shape=(None, batch_size, self.n_in))
+            run.advance(spikes)
         if learn:
-            self.theta.mul_(math.exp(-self.t_rest / self.tau_theta))
-        return counts
+            self.theta.mul_(math.exp(-(run.t * self.dt + self.t_rest) / self.tau_theta))
+        return run.counts
 
     def _present_until_active(self, images: torch.Tensor, learn: bool,
                               generator: torch.Generator | None) -> torch.Tensor:
@@ -344,3 +358,88 @@ class DiehlCook(Model):
 def _batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, images.shape[0], batch_size):
         yield images[start:start + batch_size]
+
+
+class _Presentation:
+    """One presentation, simulated chunk by chunk (the "Speed" paragraph of the module docstring).
+
+    Traces are brought from step t₀ to t at post spikes only:
+    x(t) = x(t₀) e^{−(t−t₀)dt/τ_pre} + Σ_{t₀<s≤t} e^{−(t−s)dt/τ_pre} s(s).
+    """
+
+    def __init__(self, net: DiehlCook, batch_size: int, learn: bool) -> None:
+        like = dict(device=net.device, dtype=net.dtype)
+        self.net, self.learn, self.t = net, learn, 0
+        shape = (batch_size, net.n_exc)
+        self.v = torch.full(shape, net.v_rest, **like)
+        self.ge, self.gi = torch.zeros(shape, **like), torch.zeros(shape, **like)
+        self.counts = torch.zeros(shape, **like)
+        self.last_spike = torch.full(shape, -math.inf, **like)      # step of each neuron's last spike
+        self.last_any = -math.inf                                    # step of the layer's last spike
+        self.inhibit: torch.Tensor | None = None                     # g_i increments due next step
+        self.threshold = net.v_thresh + net.theta
+        self.x_pre = torch.zeros(batch_size, net.n_in, **like) if learn else None
+        self.x_step = -1                                             # step that x_pre refers to
+
+    def advance(self, spikes: torch.Tensor) -> None:
+        net, t0 = self.net, self.t
+        cols = spikes.flatten(0, 1).any(0).nonzero().squeeze(1)     # pixels that fire in this chunk
+        spikes_active = spikes[:, :, cols]
+        drive = spikes_active @ net.w[:, cols].transpose(0, 1)
+        rate = net.dt / net.tau_mem
+        for i in range(spikes.shape[0]):
+            t = t0 + i
+            self.ge.mul_(net.decay_ge).add_(drive[i])
+            self.gi.mul_(net.decay_gi)
+            if self.inhibit is not None:
+                self.gi.add_(self.inhibit)
+            # (E_rest − v) + g_e (E_exc − v) + g_i (E_inh − v), in in-place ops (scalar − tensor is slow)
+            dv = torch.mul(self.ge, net.e_exc).add_(self.gi, alpha=net.e_inh).add_(net.v_rest)
+            dv.addcmul_(self.ge + self.gi, self.v, value=-1.0).sub_(self.v)
+            if t - self.last_any > net.n_ref:                        # nobody is refractory
+                self.v.add_(dv, alpha=rate)
+                spiking = self.v > self.threshold
+            else:
+                free = (t - self.last_spike) > net.n_ref
+                self.v.add_(dv.mul_(free), alpha=rate)
+                spiking = (self.v > self.threshold) & free
+            if not bool(spiking.any()):
+                self.inhibit = None
+                continue
+            z = spiking.to(self.v.dtype)
+            self.counts += z
+            self.v.masked_fill_(spiking, net.v_reset)
+            self.last_spike.masked_fill_(spiking, float(t))
+            self.last_any = t
+            self.inhibit = net.w_inh * (z.sum(1, keepdim=True) - z)
+            if self.learn:
+                self._learn(spikes, t0, t, z, spiking, drive[i + 1:], spikes_active[i + 1:], cols)
+        self.t = t0 + spikes.shape[0]
+        if self.learn:
+            self._update_trace(spikes, t0, self.t - 1)
+
+    def _update_trace(self, spikes: torch.Tensor, t0: int, t: int) -> None:
+        """Bring x_pre from step ``x_step`` to step ``t`` (both in this chunk or ``x_step`` just before it)."""
+        n = t - self.x_step
+        if n <= 0:
+            return
+        decay = self.net.decay_pre
+        weights = decay ** torch.arange(n - 1, -1, -1, device=spikes.device, dtype=spikes.dtype)
+        recent = spikes[self.x_step + 1 - t0:t + 1 - t0]
+        self.x_pre = self.x_pre * decay ** n + torch.tensordot(weights, recent, dims=1)
+        self.x_step = t
+
+    def _learn(self, spikes: torch.Tensor, t0: int, t: int, z: torch.Tensor, spiking: torch.Tensor,
+               future_drive: torch.Tensor, future_spikes: torch.Tensor, cols: torch.Tensor) -> None:
+        """Eq. 3 for the neurons that spiked at step ``t`` and θ += θ₊ · (batch mean of z)."""
+        net = self.net
+        self._update_trace(spikes, t0, t)
+        rows = spiking.any(0).nonzero().squeeze(1)
+        w_rows = net.w[rows]
+        new = (w_rows + presynaptic_rule(w_rows, self.x_pre, z[:, rows], net.eta, net.x_tar,
+                                         net.w_max, net.mu)).clamp(0.0, net.w_max)
+        net.w[rows] = new
+        net.theta.add_(net.theta_plus * z.mean(0))
+        self.threshold = net.v_thresh + net.theta
+        if future_drive.shape[0]:
+            future_drive[:, :, rows] += future_spikes @ (new - w_rows)[:, cols].transpose(0, 1)
