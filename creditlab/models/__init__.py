@@ -2,6 +2,7 @@
 from .autoencoder import autoencoder
 from .base import Model
 from .convnet import ConvNet, ConvNetLocals
+from .cuba import CUBA, CUBALocals, CUBAState
 from .diehl_cook import DiehlCook, DiehlCookLocals, DiehlCookState
 from .lif import LIF, LIFLocals, LIFState
 from .liquid import LiquidLocals, LiquidState
@@ -14,4 +15,5 @@ from .surrogate import SURROGATES, Surrogate
 __all__ = ["Model", "LIF", "LIFState", "LIFLocals", "RateRNN", "RateState", "RateLocals",
            "MLP", "MLPLocals", "ConvNet", "ConvNetLocals", "autoencoder", "EchoState", "Surrogate", "SURROGATES",
            "SRM", "SRMState", "SRMLocals", "spike_raster",
-           "DiehlCook", "DiehlCookState", "DiehlCookLocals", "LiquidState", "LiquidLocals"]
+           "DiehlCook", "DiehlCookState", "DiehlCookLocals", "LiquidState", "LiquidLocals",
+           "CUBA", "CUBAState", "CUBALocals"]
