@@ -49,6 +49,32 @@ x_l), which grows like 1 + ‖W_{l+1}‖₂² f′²: a rate that relaxes an unt
 net in few steps can diverge once training has grown the weights (on
 Fashion-MNIST, 784-256-256-10 tanh, γ = 0.5 did so at ‖W_2‖₂ ≈ 3).
 
+``curvature_step=True`` scales each layer's step by a bound on its block of
+F's Hessian, so one rate stays stable as the weights grow.  Near
+equilibrium (the f″ term, proportional to ε_{l+1}, dropped) that Hessian is
+the Gauss-Newton matrix JᵀJ of the error vector ε = (ε_1, …, ε_L) in the
+hidden nodes, with diagonal blocks
+
+    H_ll = I + φ'_{l+1}(x_l) W_{l+1}ᵀ S_{l+1} W_{l+1} φ'_{l+1}(x_l) ⪯ D_l I,
+    D_l  = 1 + s² h_{l+1} ‖W_{l+1}‖₂²,
+
+where s = sup |f'| (1 for tanh, relu and linear, ¼ for sigmoid), S_{l+1} =
+I (hidden, h = 1) or the output energy's curvature in μ_L: I/Σ_L for MSE
+(h = 1/Σ_L) and (diag p − p pᵀ)/Σ_L ⪯ I/(2Σ_L) for softmax p (h = 1/(2Σ_L)).
+The relaxation becomes
+
+    x_l ← x_l + (γ / D_l) (−ε_l + φ'_{l+1}(x_l) ⊙ W_{l+1}ᵀ ε_{l+1}).
+
+Each error ε_l depends on two node blocks only (x_{l−1} through μ_l, and
+x_l), and the columns of J belonging to x_l have norm² ≤ D_l, so the
+preconditioned Hessian D^{-1/2} JᵀJ D^{-1/2} has eigenvalues ≤ 2 (by
+Cauchy-Schwarz over the two blocks per row): every γ < 1 is a stable step
+on this quadratic model of F, whatever the size of W.  The bound takes f′ at
+its largest, so where units saturate (f′ ≪ s) the steps are smaller than
+needed and the relaxation wants more of them than a well-chosen fixed γ
+would.  ‖W_{l+1}‖₂ is computed once per batch (the weights do not change
+during the relaxation).
+
 ``fixed_prediction=True`` is the fixed-prediction assumption (Millidge,
 Tschantz & Buckley 2022, Neural Computation 34:1329): predictions μ_l and
 the derivatives φ' stay at their feed-forward values during inference and
@@ -94,6 +120,9 @@ def _linear_prime(a: torch.Tensor) -> torch.Tensor:
 ACTIVATION_DERIVATIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": _tanh_prime, "sigmoid": _sigmoid_prime, "relu": _relu_prime, "linear": _linear_prime}
 
+#: sup |f'| of each activation, for the curvature bound of ``curvature_step``
+SLOPE_BOUNDS: dict[str, float] = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "linear": 1.0}
+
 
 class PredictiveCoding(Rule):
     """Predictive coding: relax value nodes on F = ½Σ‖ε_l‖², then ΔW_l = ε_l φ_l(x_{l-1})ᵀ.
@@ -101,14 +130,17 @@ class PredictiveCoding(Rule):
     ``n_inference``: relaxation steps (≥ 1); ``inference_rate``: step size γ
     in (0, 1]; ``output_variance``: Σ_L > 0 (large values bring the update
     closer to backprop); ``fixed_prediction``: hold predictions at their
-    feed-forward values (exact backprop at equilibrium).
+    feed-forward values (exact backprop at equilibrium); ``curvature_step``:
+    layer l steps γ / (1 + s² h ‖W_{l+1}‖₂²), stable for every γ < 1 however
+    large the weights grow (see the module docstring).
     """
 
     name = "predictive-coding"
     model_kinds = ("feedforward",)
 
     def __init__(self, n_inference: int = 100, inference_rate: float = 0.1,
-                 output_variance: float = 1.0, fixed_prediction: bool = False) -> None:
+                 output_variance: float = 1.0, fixed_prediction: bool = False,
+                 curvature_step: bool = False) -> None:
         super().__init__()
         self.n_inference = _checks.positive_int("n_inference", n_inference)
         self.inference_rate = _checks.positive("inference_rate", inference_rate)
@@ -117,6 +149,7 @@ class PredictiveCoding(Rule):
                              f"got {inference_rate}")
         self.fixed_prediction = _checks.boolean("fixed_prediction", fixed_prediction)
         self.output_variance = _checks.positive("output_variance", output_variance)
+        self.curvature_step = _checks.boolean("curvature_step", curvature_step)
         self._locals: list[MLPLocals] = []
         self._categorical = False
 
@@ -172,19 +205,32 @@ class PredictiveCoding(Rule):
         errors = [node - mu for node, mu in zip(nodes[1:], predictions)]
         return errors + [self.output_error(predictions[-1], target)]
 
+    def step_sizes(self) -> list[float]:
+        """Step size of each hidden layer's nodes x_1 … x_{L-1}: γ, or γ / D_l with ``curvature_step``."""
+        layers = self.model.layers
+        if not self.curvature_step:
+            return [self.inference_rate] * (len(layers) - 1)
+        slope = SLOPE_BOUNDS[self.model.activation] ** 2
+        # the output energy's curvature in μ_L: I/Σ_L (MSE), at most I/(2Σ_L) (softmax cross-entropy)
+        output_curvature = (0.5 if self._categorical else 1.0) / self.output_variance
+        curvatures = [1.0] * (len(layers) - 2) + [output_curvature]
+        norms = [float(torch.linalg.matrix_norm(layer.weight.detach(), ord=2)) for layer in layers[1:]]
+        return [self.inference_rate / (1.0 + slope * h * norm ** 2) for h, norm in zip(curvatures, norms)]
+
     def relax(self, x: torch.Tensor, target: torch.Tensor,
               preactivations: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Value nodes (input, hidden) and errors ε_1 … ε_L after ``n_inference`` descent steps on F
         (input clamped, output tied to ``target``: values for MSE, class labels for cross-entropy)."""
         feedforward = [x] + preactivations
         nodes = [x] + [a.clone() for a in preactivations[:-1]]
-        gamma = self.inference_rate
+        gammas = self.step_sizes()
         for _ in range(self.n_inference):
             errors = self._errors(nodes, feedforward, target)
             for index in range(1, len(nodes)):
                 slope_at = feedforward[index] if self.fixed_prediction else nodes[index]
                 feedback = errors[index] @ self.model.layers[index].weight
-                nodes[index] = nodes[index] + gamma * (-errors[index - 1] + self._phi_prime(slope_at) * feedback)
+                nodes[index] = nodes[index] + gammas[index - 1] * (
+                    -errors[index - 1] + self._phi_prime(slope_at) * feedback)
         return nodes, self._errors(nodes, feedforward, target)
 
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
