@@ -78,24 +78,23 @@ def rule_cosine(net, rule, x, target, loss) -> float:
     return cl.rules.rule_alignment(net, rule, x, target, loss).cosine
 
 
-def test_cross_entropy_fixed_prediction_equals_backprop_at_equilibrium():
-    net, x, labels = classification_problem(1)
+def assert_fixed_prediction_equals_backprop_under_cross_entropy(net, x, labels) -> None:
     loss = cl.losses.CrossEntropy()
     estimate = cl.rules.rule_estimate(net, PredictiveCoding(150, 0.3, fixed_prediction=True), x, labels, loss)
     exact = cl.rules.exact_gradient(net, x, labels, loss)
     for name in exact:
         assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_fixed_prediction_equals_backprop_at_equilibrium():
+    assert_fixed_prediction_equals_backprop_under_cross_entropy(*classification_problem(1))
 
 
 def test_cross_entropy_labels_repeat_over_the_steps_of_a_sequence():
     """A [T, B] input with [B] labels: every step is scored against its trial's label, as autograd does."""
     net, _, labels = classification_problem(2)
     x = torch.randn(3, 7, 4, generator=torch.Generator().manual_seed(3), dtype=DT)
-    loss = cl.losses.CrossEntropy()
-    estimate = cl.rules.rule_estimate(net, PredictiveCoding(150, 0.3, fixed_prediction=True), x, labels, loss)
-    exact = cl.rules.exact_gradient(net, x, labels, loss)
-    for name in exact:
-        assert_close(estimate[name], exact[name], rtol=1e-6, atol=1e-9)
+    assert_fixed_prediction_equals_backprop_under_cross_entropy(net, x, labels)
 
 
 def test_relaxation_descends_the_energy_from_the_feedforward_state():
