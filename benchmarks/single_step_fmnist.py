@@ -44,6 +44,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -119,6 +120,21 @@ def train(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
     sim = cl.Simulator(net, rule)
     opt = make_optimizer(rule_name, net, rule, recipe["lr"])
     loss = CrossEntropy()
+
+    def train_batch(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        sim.run(xb, yb, loss)
+        opt.step()
+        opt.zero_grad()
+
+    accuracies, seconds = timed_epochs(data, epochs, seed, batch_size, train_batch, lambda: test_accuracy(net, data))
+    return accuracies, seconds, feedback_mismatch(net, rule)
+
+
+def timed_epochs(data: Split, epochs: int, seed: int, batch_size: int,
+                 train_batch: Callable[[torch.Tensor, torch.Tensor], None],
+                 evaluate: Callable[[], float]) -> tuple[list[float], float]:
+    """Shuffled mini-batch epochs (the same order for every contender of a seed): test accuracy
+    after each epoch and the mean seconds per epoch of the training loop alone."""
     x, y = data.x_train, data.y_train
     generator = torch.Generator().manual_seed(seed)
     seconds, accuracies = 0.0, []
@@ -127,12 +143,10 @@ def train(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
         order = torch.randperm(len(x), generator=generator)
         for i in range(0, len(x), batch_size):
             idx = order[i:i + batch_size]
-            sim.run(x[idx], y[idx], loss)
-            opt.step()
-            opt.zero_grad()
+            train_batch(x[idx], y[idx])
         seconds += time.perf_counter() - start
-        accuracies.append(test_accuracy(net, data))
-    return accuracies, seconds / epochs, feedback_mismatch(net, rule)
+        accuracies.append(evaluate())
+    return accuracies, seconds / epochs
 
 
 def train_peer(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
@@ -143,23 +157,19 @@ def train_peer(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int
     net = peer_net(recipe["sizes"], recipe["activation"], rule_name)
     opt = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
-    x, y = data.x_train, data.y_train
-    generator = torch.Generator().manual_seed(seed)
-    seconds, accuracies = 0.0, []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(x), generator=generator)
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            xb, yb = x[idx], y[idx]
-            loss_fn(net(xb, targets=yb, loss_function=loss_fn), yb).backward()
-            opt.step()
-            opt.zero_grad()
-        seconds += time.perf_counter() - start
+
+    def train_batch(xb: torch.Tensor, yb: torch.Tensor) -> None:
+        loss_fn(net(xb, targets=yb, loss_function=loss_fn), yb).backward()
+        opt.step()
+        opt.zero_grad()
+
+    def evaluate() -> float:
         net.eval()
-        accuracies.append(test_accuracy(net, data))
+        accuracy = test_accuracy(net, data)
         net.train()
-    return accuracies, seconds / epochs
+        return accuracy
+
+    return timed_epochs(data, epochs, seed, batch_size, train_batch, evaluate)
 
 
 def peer_net(sizes: list[int], activation: str, rule_name: str) -> torch.nn.Module:

@@ -32,3 +32,16 @@ def load_example() -> Callable[[str], ModuleType]:
         return module
 
     return load
+
+
+@pytest.fixture
+def sign_mlp() -> Callable[[list[int]], torch.nn.Module]:
+    """An MLP of binary units: sign(a) has no usable derivative, so rules that need f′ refuse it."""
+    import creditlab as cl
+
+    def make(sizes: list[int]) -> torch.nn.Module:
+        net = cl.models.MLP(sizes)
+        net.activation, net.f = "sign", torch.sign
+        return net
+
+    return make

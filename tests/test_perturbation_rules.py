@@ -202,16 +202,8 @@ def test_non_mlp_models_and_missing_targets_are_refused():
         cl.Simulator(net, SingleStepNodePerturbation()).run(x)
 
 
-class SignMLP(cl.models.MLP):
-    """Binary units: sign(a) has no usable derivative."""
-
-    def __init__(self, sizes):
-        super().__init__(sizes)
-        self.activation, self.f = "sign", torch.sign
-
-
-def test_forward_gradient_refuses_a_non_differentiable_activation():
+def test_forward_gradient_refuses_a_non_differentiable_activation(sign_mlp):
     with pytest.raises(ValueError, match="differentiates the activation.*'sign'"):
-        cl.Simulator(SignMLP([2, 3, 1]), ForwardGradient())
+        cl.Simulator(sign_mlp([2, 3, 1]), ForwardGradient())
     # perturbation rules only need loss values, so they accept it
-    cl.Simulator(SignMLP([2, 3, 1]), SingleStepNodePerturbation())
+    cl.Simulator(sign_mlp([2, 3, 1]), SingleStepNodePerturbation())

@@ -145,15 +145,9 @@ def test_bad_hyperparameters_are_refused(kwargs, match):
         PredictiveCoding(**kwargs)
 
 
-class SignMLP(cl.models.MLP):
-    def __init__(self, sizes):
-        super().__init__(sizes)
-        self.activation, self.f = "sign", torch.sign
-
-
-def test_models_losses_and_targets_it_cannot_use_are_refused():
+def test_models_losses_and_targets_it_cannot_use_are_refused(sign_mlp):
     with pytest.raises(ValueError, match="derivative f'.*'sign'"):
-        cl.Simulator(SignMLP([2, 3, 1]), PredictiveCoding())
+        cl.Simulator(sign_mlp([2, 3, 1]), PredictiveCoding())
     with pytest.raises(TypeError, match="BPTT"):
         cl.Simulator(cl.models.ConvNet(in_shape=(1, 8, 8), channels=(2, 2), n_out=2), PredictiveCoding())
     with pytest.raises(TypeError, match="feedforward"):
