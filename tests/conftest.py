@@ -45,3 +45,15 @@ def sign_mlp() -> Callable[[list[int]], torch.nn.Module]:
         return net
 
     return make
+
+
+@pytest.fixture
+def numpy_codegen() -> Iterator[ModuleType]:
+    """brian2 with its pure-numpy code generation (no compiler needed), restored afterwards."""
+    b2 = pytest.importorskip("brian2")
+    previous = b2.prefs.codegen.target
+    b2.prefs.codegen.target = "numpy"
+    try:
+        yield b2
+    finally:
+        b2.prefs.codegen.target = previous

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from creditlab import compare
 from creditlab.cli import main

@@ -78,15 +78,10 @@ def spike_statistics(steps: np.ndarray, neurons: np.ndarray, n: int, duration: f
     return len(steps) / (n * duration), float(np.mean(cvs))
 
 
+@pytest.mark.usefixtures("numpy_codegen")
 def test_full_network_equals_brian2_numpy() -> None:
     """4000 neurons, 1 s: Brian2 (numpy target) on creditlab's synapses and initial v fires the same spikes."""
-    b2 = pytest.importorskip("brian2")
-    target = b2.prefs.codegen.target
-    b2.prefs.codegen.target = "numpy"
-    try:
-        b2_steps, b2_neurons = brian2_spikes()
-    finally:
-        b2.prefs.codegen.target = target
+    b2_steps, b2_neurons = brian2_spikes()
     model = CUBA(seed=0, dtype=torch.float64)
     spikes = simulate(model, 10_000, batch=1, monitors=("spikes",)).record.spikes[:, 0]
     steps, neurons = (t.numpy() for t in spikes.nonzero(as_tuple=True))

@@ -15,7 +15,6 @@ and the exporter refuses what Brian2 cannot express, naming the argument.
 """
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -26,20 +25,9 @@ import creditlab as cl
 b2 = pytest.importorskip("brian2")
 
 # Brian2's equation parser calls pyparsing names that newer pyparsing deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*deprecated"), pytest.mark.usefixtures("numpy_codegen")]
 
 N_IN, N_REC, N_STEPS = 20, 30, 300
-
-
-@pytest.fixture(autouse=True)
-def numpy_codegen() -> Iterator[None]:
-    """Brian2's pure-numpy code generation (no compiler needed), restored afterwards."""
-    previous = b2.prefs.codegen.target
-    b2.prefs.codegen.target = "numpy"
-    try:
-        yield
-    finally:
-        b2.prefs.codegen.target = previous
 
 
 def network(seed: int, w_in: float, w_rec: float, **options) -> tuple[cl.models.LIF, torch.Tensor]:

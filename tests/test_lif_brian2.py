@@ -39,7 +39,6 @@ Mapping of times and constants:
 """
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -61,17 +60,6 @@ NETWORKS = {
     "refractory": dict(t_ref=3e-3),
     "alif_delays_refractory": dict(adaptive_fraction=0.4, tau_a=100e-3, beta=0.3, delays=3, t_ref=2e-3),
 }
-
-
-@pytest.fixture
-def numpy_codegen() -> Iterator[None]:
-    """Brian2's pure-numpy code generation (no compiler needed), restored afterwards."""
-    previous = b2.prefs.codegen.target
-    b2.prefs.codegen.target = "numpy"
-    try:
-        yield
-    finally:
-        b2.prefs.codegen.target = previous
 
 
 def creditlab_run(model: cl.models.LIF, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -134,7 +134,7 @@ def test_iris_data_and_population_code() -> None:
     times = population_times(centre_3[None], low, high, 12, code_window=10e-3, dt=1e-4)
     assert float(times[0, 2]) == 0.0 and math.isinf(float(times[0, 11]))
     task = cl.tasks.IrisSpikes()
-    (x_train, y_train), (x_test, y_test) = task.train_set(), task.test_set()
+    (x_train, _), (_, y_test) = task.train_set(), task.test_set()
     assert x_train.shape == (task.n_steps, 75, 49) and torch.bincount(y_test).tolist() == [25, 25, 25]
     assert set(task.train_index.tolist()).isdisjoint(task.test_index.tolist())
 

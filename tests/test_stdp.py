@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -143,41 +144,35 @@ def test_carried_traces_make_chunked_runs_equal_one_run() -> None:
 
 
 # -- Song, Miller & Abbott (2000): examples/song_miller_abbott.py ----------------------
-def brian2_conductance_run(w0: np.ndarray, x: torch.Tensor, dt: float, a_plus: float, a_minus: float,
-                           w_max: float) -> tuple[np.ndarray, np.ndarray]:
-    """The example's neuron and additive STDP written directly in Brian2 (numpy code generation, default
-    schedule); returns the output spike steps and the final weights."""
-    b2 = pytest.importorskip("brian2")
-    previous = b2.prefs.codegen.target
-    b2.prefs.codegen.target = "numpy"
-    try:
-        clock = dt * b2.second
-        namespace = dict(E_l=-74 * b2.mV, E_e=0 * b2.mV, tau_m=10 * b2.ms, tau_e=5 * b2.ms, v_t=-54 * b2.mV,
-                         v_r=-60 * b2.mV, tau_plus=20 * b2.ms, tau_minus=20 * b2.ms, A_plus=a_plus,
-                         A_minus=a_minus, w_max=w_max)
-        neuron = b2.NeuronGroup(1, "dv/dt = (E_l - v + g * (E_e - v)) / tau_m : volt\ndg/dt = -g / tau_e : 1",
-                                threshold="v > v_t", reset="v = v_r", method="exponential_euler",
-                                namespace=namespace, dt=clock)
-        neuron.v = -74 * b2.mV
-        steps, channels = np.nonzero(x[:, 0].numpy())
-        inputs = b2.SpikeGeneratorGroup(x.shape[2], channels, steps * clock, dt=clock)
-        synapses = b2.Synapses(inputs, neuron,
-                               "w : 1\ndxtrace/dt = -xtrace / tau_plus : 1 (event-driven)\n"
-                               "dytrace/dt = -ytrace / tau_minus : 1 (event-driven)",
-                               on_pre="g_post += w\nw = clip(w - A_minus * ytrace, 0, w_max)\nxtrace += 1",
-                               on_post="w = clip(w + A_plus * xtrace, 0, w_max)\nytrace += 1",
-                               namespace=namespace, dt=clock)
-        synapses.connect()
-        synapses.w = w0
-        spikes = b2.SpikeMonitor(neuron)
-        b2.Network(neuron, inputs, synapses, spikes).run(x.shape[0] * clock)
-        return np.round(np.asarray(spikes.t / clock)).astype(int), np.asarray(synapses.w[:])
-    finally:
-        b2.prefs.codegen.target = previous
+def brian2_conductance_run(b2: ModuleType, w0: np.ndarray, x: torch.Tensor, dt: float, a_plus: float,
+                           a_minus: float, w_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """The example's neuron and additive STDP written directly in Brian2 (default schedule; ``b2`` with
+    numpy code generation); returns the output spike steps and the final weights."""
+    clock = dt * b2.second
+    namespace = dict(E_l=-74 * b2.mV, E_e=0 * b2.mV, tau_m=10 * b2.ms, tau_e=5 * b2.ms, v_t=-54 * b2.mV,
+                     v_r=-60 * b2.mV, tau_plus=20 * b2.ms, tau_minus=20 * b2.ms, A_plus=a_plus,
+                     A_minus=a_minus, w_max=w_max)
+    neuron = b2.NeuronGroup(1, "dv/dt = (E_l - v + g * (E_e - v)) / tau_m : volt\ndg/dt = -g / tau_e : 1",
+                            threshold="v > v_t", reset="v = v_r", method="exponential_euler",
+                            namespace=namespace, dt=clock)
+    neuron.v = -74 * b2.mV
+    steps, channels = np.nonzero(x[:, 0].numpy())
+    inputs = b2.SpikeGeneratorGroup(x.shape[2], channels, steps * clock, dt=clock)
+    synapses = b2.Synapses(inputs, neuron,
+                           "w : 1\ndxtrace/dt = -xtrace / tau_plus : 1 (event-driven)\n"
+                           "dytrace/dt = -ytrace / tau_minus : 1 (event-driven)",
+                           on_pre="g_post += w\nw = clip(w - A_minus * ytrace, 0, w_max)\nxtrace += 1",
+                           on_post="w = clip(w + A_plus * xtrace, 0, w_max)\nytrace += 1",
+                           namespace=namespace, dt=clock)
+    synapses.connect()
+    synapses.w = w0
+    spikes = b2.SpikeMonitor(neuron)
+    b2.Network(neuron, inputs, synapses, spikes).run(x.shape[0] * clock)
+    return np.round(np.asarray(spikes.t / clock)).astype(int), np.asarray(synapses.w[:])
 
 
 @pytest.mark.filterwarnings("ignore:.*deprecated")
-def test_song_miller_abbott_neuron_and_stdp_equal_brian2(load_example) -> None:
+def test_song_miller_abbott_neuron_and_stdp_equal_brian2(load_example, numpy_codegen) -> None:
     """The example's conductance neuron with cl.rules.STDP attached, step for step against the same
     equations in Brian2 (exponential Euler, default schedule) on identical input spikes: 1000 inputs at
     30 Hz for 150 ms, A+ = 0.1 w_max so that the weights move visibly."""
@@ -192,7 +187,7 @@ def test_song_miller_abbott_neuron_and_stdp_equal_brian2(load_example) -> None:
     x = (torch.rand(n_steps, 1, n_in, generator=gen, dtype=torch.float64) < 30 * dt).double()
     rule = cl.rules.STDP(A_plus=a_plus, A_minus=a_minus, w_max=w_max)
     fired = np.flatnonzero(cl.Simulator(model, rule, monitors=("spikes",)).run(x).record.spikes[:, 0, 0].numpy())
-    b2_fired, b2_w = brian2_conductance_run(w0, x, dt, a_plus, a_minus, w_max)
+    b2_fired, b2_w = brian2_conductance_run(numpy_codegen, w0, x, dt, a_plus, a_minus, w_max)
 
     assert len(fired) >= 5, f"only {len(fired)} output spikes: the comparison would be vacuous"
     assert fired.tolist() == b2_fired.tolist(), "output spike trains differ"

@@ -9,7 +9,7 @@ Buffers are allocated once, on the model's device; spikes are stored as bool.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import torch
 
