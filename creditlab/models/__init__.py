@@ -3,6 +3,7 @@ from .autoencoder import autoencoder
 from .base import Model
 from .convnet import ConvNet, ConvNetLocals
 from .cuba import CUBA, CUBALocals, CUBAState
+from .fused import LIFSequenceState, leaky_scan, lif_sequence
 from .diehl_cook import DiehlCook, DiehlCookLocals, DiehlCookState
 from .lif import LIF, LIFLocals, LIFState
 from .liquid import LiquidLocals, LiquidState
@@ -16,4 +17,4 @@ __all__ = ["Model", "LIF", "LIFState", "LIFLocals", "RateRNN", "RateState", "Rat
            "MLP", "MLPLocals", "ConvNet", "ConvNetLocals", "autoencoder", "EchoState", "Surrogate", "SURROGATES",
            "SRM", "SRMState", "SRMLocals", "spike_raster",
            "DiehlCook", "DiehlCookState", "DiehlCookLocals", "LiquidState", "LiquidLocals",
-           "CUBA", "CUBAState", "CUBALocals"]
+           "CUBA", "CUBAState", "CUBALocals", "lif_sequence", "LIFSequenceState", "leaky_scan"]

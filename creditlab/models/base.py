@@ -5,7 +5,9 @@ A model is a thin ``nn.Module`` around a pure step function (Norse-style):
 - ``init_state(batch_size, device, dtype, traces)`` → a typed state tuple;
 - ``input_current(x)`` → the feed-forward drive for any number of steps at
   once (one matmul over ``[T, B, n_in]`` instead of T small ones);
-- ``step(x_t, state, i_in=None, noise=None)`` → ``(output, state, locals)``.
+- ``step(x_t, state, i_in=None, noise=None)`` → ``(output, state, locals)``;
+- optionally ``run_fused(x, state)`` → ``(outputs, state)``: the same run as
+  stepping, fused over time, when ``fused_available(traces)`` says so.
 
 No state lives on the module between runs.  ``locals`` are the quantities a
 local learning rule may read; ``noise`` is an additive perturbation of the
@@ -43,6 +45,14 @@ class Model(nn.Module):
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Any, NamedTuple]:
         raise NotImplementedError
 
+    def fused_available(self, traces: bool) -> bool:
+        """Whether :meth:`run_fused` can run this configuration (``traces``: local traces wanted)."""
+        return False
+
+    def run_fused(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Run all of ``x [T, B, n_in]`` at once; equal to stepping, for models that have a fused path."""
+        raise NotImplementedError(f"{type(self).__name__} has no fused multi-step path")
+
     def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         """Validate a ``[T, B, n_in]`` input sequence."""
         _checks.tensor(name, x, rank=3, shape=(None, None, self.n_in))
@@ -64,6 +74,8 @@ class Model(nn.Module):
         """Run the whole sequence ``x [T, B, n_in]`` and return outputs ``[T, B, n_out]``."""
         self.check_input(x)
         state = self.init_state(x.shape[1], x.device, x.dtype)
+        if self.fused_available(traces=False):
+            return self.run_fused(x, state)[0]
         outputs = []
         for x_t, i_t in zip(x.unbind(0), self.input_current(x).unbind(0)):
             out, state, _ = self.step(x_t, state, i_t)

@@ -31,6 +31,7 @@ from torch import nn
 
 from .. import _checks
 from .base import Model, init_normal
+from .fused import LIFSequenceState, leaky_scan, lif_sequence
 from .surrogate import Surrogate, make as make_surrogate
 
 
@@ -163,6 +164,21 @@ class LIF(Model):
         stacked = torch.stack(history)                      # [D+1, B, N]
         per_delay = torch.matmul(stacked, (w * self.delay_masks).transpose(1, 2))
         return per_delay.sum(0)
+
+    def fused_available(self, traces: bool) -> bool:
+        # delays need the spike ring, local rules the filtered traces: both step by step
+        return self.max_delay == 0 and not traces
+
+    def run_fused(self, x: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
+        """The whole run as one fused LIF sequence and one leaky readout scan (equal to stepping)."""
+        spikes, end = lif_sequence(
+            self.input_current(x), v_th=self.v_th, alpha=self.alpha, surrogate=self.surrogate,
+            w_rec=self.recurrent_weight() if self.recurrent else None,
+            beta=self.beta_vec if self.n_adaptive else None, rho=self.rho,
+            n_refractory=self.n_refractory, state=LIFSequenceState(state.v, state.z, state.a, state.refractory))
+        y = leaky_scan(spikes @ self.w_out.t() + self.b_out, state.y, self.kappa)
+        history = (end.z,) if self.recurrent else ()
+        return y, LIFState(end.v, end.z, end.a, end.refractory, y[-1], history, None, None)
 
     def step(self, x_t: torch.Tensor, state: LIFState, i_in: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, LIFState, LIFLocals]:

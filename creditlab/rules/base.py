@@ -53,6 +53,9 @@ class Rule:
     needs_presynaptic_traces: bool = False
     #: True when the rule reads the per-step output error ∂ℓ_t/∂y_t
     needs_output_error: bool = False
+    #: True when the rule reads nothing per step, only the outputs, so the engine may
+    #: run a model's fused multi-step path (``Model.run_fused``) instead of stepping
+    whole_sequence: bool = False
     #: names of the traces ``traces()`` returns
     trace_names: tuple[str, ...] = ()
 

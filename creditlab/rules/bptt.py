@@ -28,6 +28,7 @@ class BPTT(Rule):
 
     name = "bptt"
     uses_autograd = True
+    whole_sequence = True
 
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
         if loss is None:

@@ -7,7 +7,10 @@ records what the monitors ask for, and lets the rule write its gradient
 estimate at the end.  The loop keeps the hot path lean: the feed-forward
 input drive is one matmul per chunk of steps, sequences are split with
 ``unbind`` (one stack in backward, not a full-size scatter per step), and
-outputs are stacked once.
+outputs are stacked once.  When nothing needs the per-step locals (no
+monitors, and a rule that only reads the outputs, such as BPTT), a model's
+fused multi-step path runs the whole sequence instead; ``fast=False`` keeps
+the step-by-step reference path.
 """
 from __future__ import annotations
 
@@ -36,10 +39,14 @@ class Result:
 
 
 class Simulator:
-    """Steps ``model`` with ``rule`` attached and ``monitors`` recording."""
+    """Steps ``model`` with ``rule`` attached and ``monitors`` recording.
+
+    ``fast``: allow the model's fused multi-step path when nothing reads the
+    per-step locals (it equals the step-by-step path, which ``fast=False`` forces).
+    """
 
     def __init__(self, model: Model, rule: Rule | None = None,
-                 monitors: Iterable[str | Monitor] | str | None = ()) -> None:
+                 monitors: Iterable[str | Monitor] | str | None = (), fast: bool = True) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a creditlab model (cl.models.*), got {type(model).__name__}")
         if rule is not None and not isinstance(rule, Rule):
@@ -47,6 +54,9 @@ class Simulator:
         self.model = model
         self.rule = rule
         self.monitors = as_monitors(monitors)
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be True or False, got {fast!r}")
+        self.fast = fast
         if rule is not None:
             rule.attach(model)
 
@@ -96,6 +106,12 @@ class Simulator:
                 value = None if value is None else value.detach()
         return Result(outputs, value, record, state)
 
+    def uses_fused_path(self, traces: bool = False) -> bool:
+        """Whether a run takes the model's fused multi-step path instead of stepping."""
+        rule = self.rule
+        return (self.fast and not self.monitors and (rule is None or rule.whole_sequence)
+                and self.model.fused_available(traces))
+
     def _loop(self, x: torch.Tensor, target: Any, loss_fn: LossFn, state: Any,
               single: bool) -> tuple[torch.Tensor, Any, Record]:
         model, rule = self.model, self.rule
@@ -108,6 +124,9 @@ class Simulator:
             check_state(state, fresh)
         if rule is not None:
             rule.begin(model, x, target, loss_fn)
+        if self.uses_fused_path(traces):
+            outputs, state = model.run_fused(x, state)
+            return outputs, state, Record({}, model.dt)
         recorder = Recorder(self.monitors, n_steps) if self.monitors else None
         wants_error = rule is not None and rule.needs_output_error and target is not None
         err_target = target[None] if single and wants_error else target
