@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -46,6 +45,8 @@ import torch  # noqa: E402
 import creditlab as cl  # noqa: E402
 from creditlab.losses import TimeLocalLoss  # noqa: E402
 from creditlab.tasks import datasets  # noqa: E402
+
+from _common import write_atomic
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -131,11 +132,6 @@ def plot_latent(name: str, net: cl.models.MLP, x: torch.Tensor, y: torch.Tensor,
 def ordering(losses: dict[str, float]) -> list[str]:
     return sorted(losses, key=losses.get)
 
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def report(results: dict[str, dict], args: argparse.Namespace) -> str:

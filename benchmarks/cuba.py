@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import write_atomic
+
 HERE = Path(__file__).resolve().parent
 CONFIG = dict(n_exc=3200, n_inh=800, p=0.02, dt=1e-4, duration=1.0, dense_duration=0.1, seed=0)
 RECORDED_TRIALS = 10
@@ -326,11 +328,6 @@ def report(rows: list[dict], loads: list[dict], profile: dict) -> str:
         f"step):\n\n"
         f"| ATen op | calls per step | self µs per step |\n|---|---|---|\n{ops}\n")
 
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 if __name__ == "__main__":

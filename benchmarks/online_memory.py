@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = [("bptt", "rate"), ("rflo", "rate"), ("eprop", "rate"), ("node-perturbation", "rate"),
+#: "forward" is the forward-only run (no rule, no graph): the baseline of time per step
+CASES = [("forward", "rate"), ("forward", "lif"), ("bptt", "rate"), ("rflo", "rate"), ("eprop", "rate"), ("node-perturbation", "rate"),
          ("surrogate", "lif"), ("eprop", "lif"), ("node-perturbation", "lif")]
 SIZES = dict(n_in=20, n_rec=256, n_out=2, batch=32)
 #: glibc's default starting mmap threshold, pinned so it stops adapting (see the module docstring)
@@ -50,15 +51,16 @@ def measure(rule_name: str, model_name: str, n_steps: int) -> dict:
         model = cl.models.LIF(SIZES["n_in"], SIZES["n_rec"], SIZES["n_out"], adaptive_fraction=0.5, seed=0)
     else:
         model = cl.models.RateRNN(SIZES["n_in"], SIZES["n_rec"], SIZES["n_out"], seed=0)
-    rule = cl.rules.RULES[rule_name]()
-    sim = cl.Simulator(model, rule)
+    forward_only = rule_name == "forward"
+    sim = cl.Simulator(model, None if forward_only else cl.rules.RULES[rule_name]())
     x = (torch.rand(n_steps, SIZES["batch"], SIZES["n_in"]) < 0.05).float()
     y = torch.randn(n_steps, SIZES["batch"], SIZES["n_out"])
-    sim.run(x[:20], target=y[:20])           # warm-up: allocator and lazy init outside the mark
-    with PeakMemory("cpu") as peak:
-        start = time.perf_counter()
-        sim.run(x, target=y)
-        seconds = time.perf_counter() - start
+    with torch.set_grad_enabled(not forward_only):
+        sim.run(x[:20], target=y[:20])           # warm-up: allocator and lazy init outside the mark
+        with PeakMemory("cpu") as peak:
+            start = time.perf_counter()
+            sim.run(x, target=y)
+            seconds = time.perf_counter() - start
     return {"rule": rule_name, "model": model_name, "T": n_steps,
             "peak_mib": peak.mib, "ms_per_step": 1e3 * seconds / n_steps}
 

@@ -22,8 +22,10 @@ libraries allow: decay 0.95 per step, threshold 1, a fast-sigmoid
 - SpikingJelly 2.0: ``layer.Linear`` + ``neuron.LIFNode(step_mode="m",
   v_reset=None)``, its multi-step path (fused kernels on CUDA); recurrent:
   ``LinearRecurrentContainer`` around a single-step ``LIFNode``.
-- ``matmul-floor`` (recurrent only): the three products each step needs
-  (forward, input gradient, weight gradient), timed alone.
+- ``matmul-floor`` (recurrent only): the matrix products the job cannot
+  avoid, timed alone: per step the recurrent forward, input-gradient and
+  weight-gradient products (B×H by H×H), plus the input projection's forward
+  and weight-gradient products over all T·B rows that every contender does too.
 
     python benchmarks/snn_layers.py                 # CPU default sizes → results/snn_layers.{json,md}
     python benchmarks/snn_layers.py --sizes full    # T∈{100,1000}, B∈{32,128}, H∈{256,1024}
@@ -44,6 +46,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from _common import write_atomic
 
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("creditlab", "creditlab-step", "snntorch", "norse", "spikingjelly", "matmul-floor")
@@ -168,8 +172,11 @@ def make_step(contender: str, task: str, n_steps: int, batch: int, hidden: int,
         w = torch.randn(hidden, hidden, device=device)
         z = (torch.rand(batch, hidden, device=device) < 0.1).float()
         g = torch.randn(batch, hidden, device=device)
+        g_all = torch.randn(n_steps * batch, hidden, device=device)
 
         def step() -> None:
+            x.flatten(0, 1) @ w.t()
+            g_all.t() @ x.flatten(0, 1)
             for _ in range(n_steps):
                 z @ w.t()
                 g @ w
@@ -221,11 +228,6 @@ def table(rows: list[dict], device: str) -> str:
                      f"{r['best_s']:.4f} | {ratio:.2f} | {rate} |")
     return "\n".join(lines) + "\n"
 
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:

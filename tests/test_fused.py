@@ -7,6 +7,9 @@ import torch
 import creditlab as cl
 from creditlab.models import LIFSequenceState, leaky_scan, lif_sequence
 
+#: the fused path is checked on every device present (CUDA only when a GPU is)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
 CONFIGS = [
     dict(recurrent=False),
     dict(),
@@ -29,12 +32,13 @@ def run_both(model: cl.models.LIF, x: torch.Tensor, target: torch.Tensor) -> lis
     return runs
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "lif")
-def test_fused_run_equals_reference_spikes_and_gradients(config: dict) -> None:
+def test_fused_run_equals_reference_spikes_and_gradients(config: dict, device: str) -> None:
     torch.manual_seed(0)
-    model = cl.models.LIF(20, 30, 3, seed=1, w_in_gain=3.0, **config).double()
-    x = torch.rand(60, 4, 20, dtype=torch.double)
-    target = torch.randn(60, 4, 3, dtype=torch.double)
+    model = cl.models.LIF(20, 30, 3, seed=1, w_in_gain=3.0, **config).double().to(device)
+    x = torch.rand(60, 4, 20, dtype=torch.double, device=device)
+    target = torch.randn(60, 4, 3, dtype=torch.double, device=device)
     (fused, g_fused), (ref, g_ref) = run_both(model, x, target)
     for name in ("v", "z", "a", "refractory"):
         assert torch.equal(getattr(fused.state, name), getattr(ref.state, name)), name
@@ -44,10 +48,11 @@ def test_fused_run_equals_reference_spikes_and_gradients(config: dict) -> None:
         torch.testing.assert_close(g_fused[name], g_ref[name], rtol=1e-9, atol=1e-12)
 
 
-def test_fused_spike_trains_match_reference_step_by_step_in_float32() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_spike_trains_match_reference_step_by_step_in_float32(device: str) -> None:
     torch.manual_seed(1)
-    model = cl.models.LIF(16, 40, 2, seed=3, w_in_gain=2.5, adaptive_fraction=0.3)
-    x = torch.rand(200, 8, 16)
+    model = cl.models.LIF(16, 40, 2, seed=3, w_in_gain=2.5, adaptive_fraction=0.3).to(device)
+    x = torch.rand(200, 8, 16, device=device)
     state = model.init_state(8)
     spikes = []
     with torch.no_grad():
@@ -138,3 +143,20 @@ def test_lif_sequence_names_the_bad_argument(kwargs: dict, match: str) -> None:
     kwargs.setdefault("alpha", 0.9)
     with pytest.raises((ValueError, TypeError), match=match):
         lif_sequence(**kwargs)
+
+
+def test_chunked_pseudo_derivative_gives_the_same_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ψ evaluated in chunks of 7 steps (boundaries inside the run) equals one pass over all steps."""
+    import creditlab.models.fused as fused
+    torch.manual_seed(5)
+    model = cl.models.LIF(10, 12, 2, seed=2, w_in_gain=3.0, adaptive_fraction=0.5, t_ref=2e-3).double()
+    x = torch.rand(50, 3, 10, dtype=torch.double)
+    target = torch.randn(50, 3, 2, dtype=torch.double)
+    grads = []
+    for elements in (10 ** 9, 7 * 3 * 12):
+        monkeypatch.setattr(fused, "PSI_CHUNK_ELEMENTS", elements)
+        model.zero_grad()
+        cl.Simulator(model, cl.rules.BPTT()).run(x, target)
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for whole, chunked in zip(*grads):
+        torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-14)

@@ -22,8 +22,8 @@ surrogate spike does), carrying g_v = ∂L/∂v, g_a = ∂L/∂a back in time:
     g_v^t = α g_v^{t+1} + g_s^t,    g_a^t = ρ g_a^{t+1} − β g_s^t
     ∂L/∂I^t = g_v^t,   ∂L/∂W_rec = Σ_t (g_v^t)ᵀ z^{t−1}   (one matmul over all T·B rows)
 
-The forward stores only s^t and z^t; ψ for all steps is evaluated in one
-vectorised pass in backward.  The weight gradient is one [N, T·B]·[T·B, N]
+The forward stores only s^t and z^t; ψ is evaluated in backward, vectorised
+over chunks of steps.  The weight gradient is one [N, T·B]·[T·B, N]
 product instead of T small ones — the three products per step (forward,
 input-gradient, weight-gradient) are all that is left of the recurrence.
 
@@ -106,9 +106,6 @@ class _LIFSequence(torch.autograd.Function):
         scaled, spikes, free, w_rec, beta, z0 = ctx.saved_tensors
         cfg: _Config = ctx.cfg
         n_steps = scaled.shape[0]
-        psi = cfg.surrogate.pseudo(scaled).div_(cfg.v_th)
-        if free is not None:
-            psi.mul_(free)
         if g_spikes is None:
             g_spikes = torch.zeros_like(scaled)
         g_current = torch.empty_like(scaled)
@@ -117,8 +114,12 @@ class _LIFSequence(torch.autograd.Function):
         track_a = beta is not None or g_a_end is not None
         g_a = torch.zeros_like(z0) if g_a_end is None else g_a_end.clone()
         g_z = torch.zeros_like(z0)
+        chunk = max(1, PSI_CHUNK_ELEMENTS // scaled[0].numel())
         for t in range(n_steps - 1, -1, -1):
-            g_s = g_z.add_(g_spikes[t]).mul_(psi[t])   # reuses g_z's buffer until it is rewritten below
+            if t == n_steps - 1 or (t + 1) % chunk == 0:
+                start = (t // chunk) * chunk
+                psi = _pseudo_derivative(scaled[start:t + 1], free, start, t + 1, cfg)
+            g_s = g_z.add_(g_spikes[t]).mul_(psi[t - start])   # reuses g_z's buffer until rewritten below
             g_vt = g_current[t]
             torch.add(g_v, g_s, out=g_vt)
             if beta is not None:
@@ -136,6 +137,21 @@ class _LIFSequence(torch.autograd.Function):
             previous = torch.cat([z0.unsqueeze(0), spikes[:-1]])
             g_w = g_current.flatten(0, 1).t() @ previous.flatten(0, 1)
         return g_current, g_w, None, g_v, g_z, g_a, None, None
+
+
+#: ψ is evaluated for this many elements (steps × batch × units) at a time in backward:
+#: vectorised over steps, yet small enough that its temporaries are recycled by the
+#: allocator instead of being freshly mapped (and page-faulted) for all T steps at once
+PSI_CHUNK_ELEMENTS = 1 << 20
+
+
+def _pseudo_derivative(scaled: torch.Tensor, free: torch.Tensor | None, start: int, stop: int,
+                       cfg: _Config) -> torch.Tensor:
+    """∂z/∂v = ψ(s)·free / v_th for steps ``start:stop`` (``scaled`` is already that slice)."""
+    psi = cfg.surrogate.pseudo(scaled).div_(cfg.v_th)
+    if free is not None:
+        psi.mul_(free[start:stop])
+    return psi
 
 
 def lif_sequence(current: torch.Tensor, *, v_th: float = 1.0, alpha: float, surrogate: str | Surrogate = "fast_sigmoid",
