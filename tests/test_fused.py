@@ -111,6 +111,9 @@ def test_engine_steps_when_per_step_locals_are_needed() -> None:
     assert cl.Simulator(model, cl.rules.BPTT()).uses_fused_path()
     assert cl.Simulator(model).uses_fused_path()
     assert not cl.Simulator(model, cl.rules.BPTT(), monitors=["z"]).uses_fused_path()
+    with torch.no_grad():       # no graph: the step path, whose memory is flat in T
+        assert not cl.Simulator(model).uses_fused_path()
+        assert cl.Simulator(model, cl.rules.BPTT()).uses_fused_path()
     assert not cl.Simulator(model, cl.rules.EProp()).uses_fused_path(traces=True)
     assert not cl.Simulator(cl.models.LIF(5, 8, 2, seed=0, delays=2), cl.rules.BPTT()).uses_fused_path()
     with pytest.raises(TypeError, match="fast must be True or False"):
@@ -120,12 +123,12 @@ def test_engine_steps_when_per_step_locals_are_needed() -> None:
 def test_continuing_a_run_from_its_state_is_the_same_in_both_paths() -> None:
     model = cl.models.LIF(6, 12, 2, seed=4, w_in_gain=3.0, adaptive_fraction=0.5, t_ref=2e-3)
     x = torch.rand(80, 3, 6)
-    with torch.no_grad():
-        ends = []
-        for fast in (True, False):
-            sim = cl.Simulator(model, fast=fast)
-            first = sim.run(x[:40])
-            ends.append(sim.run(x[40:], state=first.state))
+    ends = []
+    for fast in (True, False):
+        sim = cl.Simulator(model, fast=fast)
+        assert sim.uses_fused_path() is fast
+        first = sim.run(x[:40])
+        ends.append(sim.run(x[40:], state=first.state))
     assert torch.equal(ends[0].state.z, ends[1].state.z)
     assert torch.equal(ends[0].state.refractory, ends[1].state.refractory)
     torch.testing.assert_close(ends[0].outputs, ends[1].outputs)

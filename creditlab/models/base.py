@@ -74,7 +74,7 @@ class Model(nn.Module):
         """Run the whole sequence ``x [T, B, n_in]`` and return outputs ``[T, B, n_out]``."""
         self.check_input(x)
         state = self.init_state(x.shape[1], x.device, x.dtype)
-        if self.fused_available(traces=False):
+        if torch.is_grad_enabled() and self.fused_available(traces=False):
             return self.run_fused(x, state)[0]
         outputs = []
         for x_t, i_t in zip(x.unbind(0), self.input_current(x).unbind(0)):

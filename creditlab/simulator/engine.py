@@ -7,10 +7,10 @@ records what the monitors ask for, and lets the rule write its gradient
 estimate at the end.  The loop keeps the hot path lean: the feed-forward
 input drive is one matmul per chunk of steps, sequences are split with
 ``unbind`` (one stack in backward, not a full-size scatter per step), and
-outputs are stacked once.  When nothing needs the per-step locals (no
-monitors, and a rule that only reads the outputs, such as BPTT), a model's
-fused multi-step path runs the whole sequence instead; ``fast=False`` keeps
-the step-by-step reference path.
+outputs are stacked once.  When autograd records the run and nothing needs
+the per-step locals (no monitors, and a rule that only reads the outputs,
+such as BPTT), a model's fused multi-step path runs the whole sequence
+instead; ``fast=False`` keeps the step-by-step reference path.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ class Simulator:
         if target is not None and isinstance(loss_fn, TimeLocalLoss):
             loss_fn.check_target(out_shape, target)
         rule = self.rule
-        grad = torch.is_grad_enabled() if rule is None else rule.uses_autograd
+        grad = self._records_graph()
         with torch.set_grad_enabled(grad):
             outputs, state, record = self._loop(x, target, loss_fn, state, single)
             outputs = outputs[0] if single else outputs
@@ -109,8 +109,13 @@ class Simulator:
     def uses_fused_path(self, traces: bool = False) -> bool:
         """Whether a run takes the model's fused multi-step path instead of stepping."""
         rule = self.rule
-        return (self.fast and not self.monitors and (rule is None or rule.whole_sequence)
-                and self.model.fused_available(traces))
+        # without autograd the step path is the lean one: its memory stays flat in T
+        return (self.fast and self._records_graph() and not self.monitors
+                and (rule is None or rule.whole_sequence) and self.model.fused_available(traces))
+
+    def _records_graph(self) -> bool:
+        """Whether a run keeps the autograd graph: the rule decides, or the caller's grad mode without one."""
+        return torch.is_grad_enabled() if self.rule is None else self.rule.uses_autograd
 
     def _loop(self, x: torch.Tensor, target: Any, loss_fn: LossFn, state: Any,
               single: bool) -> tuple[torch.Tensor, Any, Record]:
