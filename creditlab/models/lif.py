@@ -20,6 +20,11 @@ Recurrent spikes travel with per-synapse integer delays d_ji ∈ {0..D}
 (in steps beyond the one-step recurrence): the state keeps a ring of the
 last D+1 spike vectors, as Brian2's spike queue does, and a delay of 0 is
 exactly the plain recurrent step.
+
+A run that records an autograd graph and needs no per-step locals (BPTT or
+surrogate gradients without monitors) goes through :meth:`LIF.run_fused`:
+the same equations as one fused node per sequence
+(:func:`creditlab.models.fused.lif_sequence`), equal spike for spike.
 """
 from __future__ import annotations
 
