@@ -68,7 +68,7 @@ class _LIFSequence(torch.autograd.Function):
         free = torch.empty(current.shape, dtype=torch.bool, device=current.device) if cfg.n_refractory else None
         v, a, refractory = v0.clone(), a0.clone(), refractory0.clone()
         z_prev = z0
-        c = torch.empty_like(v0)
+        c = torch.empty_like(v0) if w_rec is not None else None     # recurrent drive buffer
         for t in range(n_steps):
             # the reference's operation order (product, then sums; (α v + c) − v_th z), so
             # spikes agree bit for bit: addmm would round the recurrent sum differently
@@ -85,6 +85,7 @@ class _LIFSequence(torch.autograd.Function):
                 s.sub_(beta * a)
             s.div_(cfg.v_th)
             z = spikes[t]
+            # Surrogate.spike's forward values, written in place (its autograd node is not wanted here)
             if cfg.surrogate.name == "smooth":
                 torch.sigmoid(s * cfg.surrogate.slope, out=z)
             else:
