@@ -124,7 +124,7 @@ def verdicts_cuba(data: dict | None) -> list[tuple[str, str, str]]:
     if data is None:
         return [("(d)", "not run", "–")]
     rows = data["rows"]
-    ours = next((r for r in rows if r["contender"] == "creditlab event" and r["batch"] == 1), None)
+    ours = next((r for r in rows if r["contender"] == "creditlab compiled" and r["batch"] == 1), None)
     brian = [r for r in rows if r["contender"] in ("brian2 cython", "brian2 cpp_standalone")]
     if not ours or not brian:
         return [("(d)", "incomplete", "–")]
@@ -139,7 +139,7 @@ def verdicts_cuba(data: dict | None) -> list[tuple[str, str, str]]:
 def verdicts_reservoir(data: dict | None) -> list[tuple[str, str, str]]:
     if data is None:
         return [("(e)", "not run", "–")]
-    rows = {r["contender"].split()[0]: r for r in data["rows"]}
+    rows = {r.get("key", r["contender"].split()[0]): r for r in data["rows"]}
     ours, peer = rows.get("creditlab"), rows.get("reservoirpy")
     if not ours or not peer:
         return [("(e)", "incomplete", "–")]

@@ -6,8 +6,10 @@ A model is a thin ``nn.Module`` around a pure step function (Norse-style):
 - ``input_current(x)`` → the feed-forward drive for any number of steps at
   once (one matmul over ``[T, B, n_in]`` instead of T small ones);
 - ``step(x_t, state, i_in=None, noise=None)`` → ``(output, state, locals)``;
-- optionally ``run_fused(x, state)`` → ``(outputs, state)``: the same run as
-  stepping, fused over time, when ``fused_available(traces)`` says so.
+- optionally ``run_fused(x, state, monitors)`` → ``(outputs, state, record)``:
+  the same run as stepping, fused over time (or compiled), when
+  ``fused_available(traces, grad, monitors)`` says so; ``record`` maps each
+  monitor's name to what stepping would have recorded.
 
 No state lives on the module between runs.  ``locals`` are the quantities a
 local learning rule may read; ``noise`` is an additive perturbation of the
@@ -16,12 +18,15 @@ knowing which rule is attached.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import torch
 from torch import nn
 
 from .. import _checks
+
+if TYPE_CHECKING:
+    from ..simulator.monitors import Monitor
 
 
 class Model(nn.Module):
@@ -45,12 +50,21 @@ class Model(nn.Module):
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Any, NamedTuple]:
         raise NotImplementedError
 
-    def fused_available(self, traces: bool) -> bool:
-        """Whether :meth:`run_fused` can run this configuration (``traces``: local traces wanted)."""
+    def fused_available(self, traces: bool, grad: bool = True, monitors: tuple[Monitor, ...] = ()) -> bool:
+        """Whether :meth:`run_fused` can run this configuration.
+
+        ``traces``: a rule wants local traces; ``grad``: the run records an
+        autograd graph; ``monitors``: what the run must record.
+        """
         return False
 
-    def run_fused(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """Run all of ``x [T, B, n_in]`` at once; equal to stepping, for models that have a fused path."""
+    def run_fused(self, x: torch.Tensor, state: Any,
+                  monitors: tuple[Monitor, ...] = ()) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
+        """Run all of ``x [T, B, n_in]`` at once; equal to stepping, for models that have a fused path.
+
+        Returns the outputs ``[T, B, n_out]``, the final state and the
+        monitors' records (name → ``[T, …]`` tensor).
+        """
         raise NotImplementedError(f"{type(self).__name__} has no fused multi-step path")
 
     def check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -74,7 +88,7 @@ class Model(nn.Module):
         """Run the whole sequence ``x [T, B, n_in]`` and return outputs ``[T, B, n_out]``."""
         self.check_input(x)
         state = self.init_state(x.shape[1], x.device, x.dtype)
-        if torch.is_grad_enabled() and self.fused_available(traces=False):
+        if self.fused_available(traces=False, grad=torch.is_grad_enabled()):
             return self.run_fused(x, state)[0]
         outputs = []
         for x_t, i_t in zip(x.unbind(0), self.input_current(x).unbind(0)):

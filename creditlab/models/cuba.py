@@ -34,7 +34,11 @@ s + n_ref, n_ref = round(t_ref/dt), as Brian2 counts it.
 The synapses are a :class:`~creditlab.models.sparse.SparseConnectivity`:
 event-driven delivery (spikes × fan-out) for sparse networks, the dense
 matrix product as the reference — ``delivery`` picks one, ``"auto"`` by
-density.  The model is batched over independent trials: every trial has the
+density.  On the CPU, a run with event delivery that records nothing but
+spikes and outputs goes through a compiled loop (:mod:`creditlab.native`,
+``Simulator(fast=False)`` or ``CREDITLAB_NATIVE=0`` to step in PyTorch):
+the same arithmetic in the same order, about as fast as Brian2's
+cpp_standalone target.  The model is batched over independent trials: every trial has the
 same synapses and its own initial membrane potentials.  It has no input
 (``n_in = 0``; the input ``[T, B, 0]`` only sets the number of steps and
 trials) and no trainable parameters; its output ``[B, 1]`` is the number of
@@ -47,7 +51,8 @@ from typing import NamedTuple
 
 import torch
 
-from .. import _checks
+from .. import _checks, native
+from ..simulator.monitors import ALIASES, Monitor, monitored_batch, record_sequences
 from .base import Model
 from .sparse import DELIVERY_MODES, SparseConnectivity
 
@@ -212,6 +217,27 @@ class CUBA(Model):
     def input_current(self, x: torch.Tensor) -> torch.Tensor:
         # no input: a zero-stride view stands for T steps of zero drive without allocating them
         return x.new_zeros(()).expand(x.shape[0], x.shape[1], self.n_units)
+
+    def fused_available(self, traces: bool, grad: bool = True, monitors: tuple[Monitor, ...] = ()) -> bool:
+        # the compiled loop delivers events and can record spikes and outputs
+        return (self.delivery == "event" and not traces
+                and all(ALIASES.get(m.name, m.name) in ("z", "y") for m in monitors)
+                and native.supports(self.propagator))
+
+    def run_fused(self, x: torch.Tensor, state: CUBAState,
+                  monitors: tuple[Monitor, ...] = ()) -> tuple[torch.Tensor, CUBAState, dict[str, torch.Tensor]]:
+        """The whole run in the compiled CPU loop (:mod:`creditlab.native`): the same spikes as stepping."""
+        n_steps, batch = x.shape[0], x.shape[1]
+        vg, free_at = state.vg.contiguous().clone(), state.free_at.contiguous().clone()
+        rows = monitored_batch(monitors, ("spikes", "z"), batch)
+        counts, spikes = native.cuba_run(
+            n_steps, state.t, self.propagator, self.offset.view(-1), self.v_th, self.v_reset,
+            self.n_refractory, self.synapses.targets, self.synapses.weights, vg, free_at, rows)
+        outputs = counts.unsqueeze(-1)
+        sequences = {"y": (outputs, list(range(batch)))}
+        if spikes is not None:
+            sequences["z"] = (spikes, rows)
+        return outputs, CUBAState(vg, free_at, state.t + n_steps), record_sequences(monitors, sequences)
 
     def step(self, x_t: torch.Tensor, state: CUBAState, i_in: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, CUBAState, CUBALocals]:

@@ -170,11 +170,13 @@ class LIF(Model):
         per_delay = torch.matmul(stacked, (w * self.delay_masks).transpose(1, 2))
         return per_delay.sum(0)
 
-    def fused_available(self, traces: bool) -> bool:
-        # delays need the spike ring, local rules the filtered traces: both step by step
-        return self.max_delay == 0 and not traces
+    def fused_available(self, traces: bool, grad: bool = True, monitors: tuple = ()) -> bool:
+        # delays need the spike ring, local rules the filtered traces, monitors the per-step
+        # locals: all step by step; without autograd stepping is the lean path (memory flat in T)
+        return grad and not monitors and self.max_delay == 0 and not traces
 
-    def run_fused(self, x: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
+    def run_fused(self, x: torch.Tensor, state: LIFState,
+                  monitors: tuple = ()) -> tuple[torch.Tensor, LIFState, dict[str, torch.Tensor]]:
         """The whole run as one fused LIF sequence and one leaky readout scan (equal to stepping)."""
         spikes, end = lif_sequence(
             self.input_current(x), v_th=self.v_th, alpha=self.alpha, surrogate=self.surrogate,
@@ -183,7 +185,7 @@ class LIF(Model):
             n_refractory=self.n_refractory, state=LIFSequenceState(state.v, state.z, state.a, state.refractory))
         y = leaky_scan(spikes @ self.w_out.t() + self.b_out, state.y, self.kappa)
         history = (end.z,) if self.recurrent else ()
-        return y, LIFState(end.v, end.z, end.a, end.refractory, y[-1], history, None, None)
+        return y, LIFState(end.v, end.z, end.a, end.refractory, y[-1], history, None, None), {}
 
     def step(self, x_t: torch.Tensor, state: LIFState, i_in: torch.Tensor | None = None,
              noise: torch.Tensor | None = None) -> tuple[torch.Tensor, LIFState, LIFLocals]:

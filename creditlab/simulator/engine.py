@@ -7,10 +7,12 @@ records what the monitors ask for, and lets the rule write its gradient
 estimate at the end.  The loop keeps the hot path lean: the feed-forward
 input drive is one matmul per chunk of steps, sequences are split with
 ``unbind`` (one stack in backward, not a full-size scatter per step), and
-outputs are stacked once.  When autograd records the run and nothing needs
-the per-step locals (no monitors, and a rule that only reads the outputs,
-such as BPTT), a model's fused multi-step path runs the whole sequence
-instead; ``fast=False`` keeps the step-by-step reference path.
+outputs are stacked once.  When nothing needs per-step quantities the model
+cannot give for a whole run (a rule that reads only the outputs, such as
+BPTT, or none; monitors the model can fill), a model's fused multi-step path
+runs the whole sequence instead — the fused LIF node under autograd, the
+compiled CUBA loop on the CPU; ``fast=False`` keeps the step-by-step
+reference path.
 """
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ class Result:
 class Simulator:
     """Steps ``model`` with ``rule`` attached and ``monitors`` recording.
 
-    ``fast``: allow the model's fused multi-step path when nothing reads the
-    per-step locals (it equals the step-by-step path, which ``fast=False`` forces).
+    ``fast``: allow the model's fused or compiled multi-step path when the run
+    needs nothing else per step (it equals the step-by-step path, which
+    ``fast=False`` forces).
     """
 
     def __init__(self, model: Model, rule: Rule | None = None,
@@ -107,11 +110,10 @@ class Simulator:
         return Result(outputs, value, record, state)
 
     def uses_fused_path(self, traces: bool = False) -> bool:
-        """Whether a run takes the model's fused multi-step path instead of stepping."""
+        """Whether a run takes the model's fused (or compiled) multi-step path instead of stepping."""
         rule = self.rule
-        # without autograd the step path is the lean one: its memory stays flat in T
-        return (self.fast and self._records_graph() and not self.monitors
-                and (rule is None or rule.whole_sequence) and self.model.fused_available(traces))
+        return (self.fast and (rule is None or rule.whole_sequence)
+                and self.model.fused_available(traces, self._records_graph(), self.monitors))
 
     def _records_graph(self) -> bool:
         """Whether a run keeps the autograd graph: the rule decides, or the caller's grad mode without one."""
@@ -130,8 +132,8 @@ class Simulator:
         if rule is not None:
             rule.begin(model, x, target, loss_fn)
         if self.uses_fused_path(traces):
-            outputs, state = model.run_fused(x, state)
-            return outputs, state, Record({}, model.dt)
+            outputs, state, recorded = model.run_fused(x, state, self.monitors)
+            return outputs, state, Record(recorded, model.dt)
         recorder = Recorder(self.monitors, n_steps) if self.monitors else None
         wants_error = rule is not None and rule.needs_output_error and target is not None
         err_target = target[None] if single and wants_error else target

@@ -81,6 +81,48 @@ class Record:
         return torch.arange(1, n + 1, dtype=torch.float64) * self.dt
 
 
+def monitored_batch(monitors: tuple[Monitor, ...], names: tuple[str, ...], batch: int) -> list[int]:
+    """The batch entries that the monitors of ``names`` record, in order (all when one records every entry)."""
+    wanted: set[int] = set()
+    for monitor in monitors:
+        if monitor.name not in names:
+            continue
+        if monitor.batch is None:
+            return list(range(batch))
+        entries = [int(b) for b in monitor.batch]
+        if any(not 0 <= b < batch for b in entries):
+            raise ValueError(f"monitor {monitor.name!r}: batch entries must be in [0, {batch - 1}], "
+                             f"got {list(monitor.batch)}")
+        wanted.update(entries)
+    return sorted(wanted)
+
+
+def record_sequences(monitors: tuple[Monitor, ...],
+                     sequences: dict[str, tuple[torch.Tensor, list[int]]]) -> dict[str, torch.Tensor]:
+    """Each monitor's record from whole-run values, as stepping would have stored it.
+
+    ``sequences`` maps a local's field name (``"z"``, ``"y"``…) to its values
+    ``[T, R, …]`` over the batch entries ``rows`` (R of them, in order).
+    """
+    records = {}
+    for monitor in monitors:
+        field = ALIASES.get(monitor.name, monitor.name)
+        if field not in sequences:
+            names = sorted({*(k for k, v in ALIASES.items() if v in sequences), *sequences})
+            raise ValueError(f"monitor {monitor.name!r} names no variable recorded by this run; "
+                             f"available: {', '.join(names)}")
+        value, rows = sequences[field]
+        if monitor.batch is not None:
+            value = value[:, [rows.index(int(b)) for b in monitor.batch]]
+        if monitor.synapses is not None:
+            raise ValueError(f"monitor {monitor.name!r}: synapses= needs a [B, post, pre] variable, "
+                             f"got shape {tuple(value.shape[1:])}")
+        if monitor.neurons is not None:
+            value = value[..., list(monitor.neurons)]
+        records[monitor.name] = value
+    return records
+
+
 class Recorder:
     """Fills preallocated buffers for a set of monitors during one run."""
 

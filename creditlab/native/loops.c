@@ -1,0 +1,135 @@
+/* Compiled CPU loops of creditlab (see creditlab/native/__init__.py).
+ *
+ * Each loop runs a whole simulation in one call, with the equations and the
+ * order of operations of the model's PyTorch step (the reference path), so
+ * that the two fire the same spikes.  Trials of a batch are independent and
+ * run one after another, each with its state kept in cache.  Every function
+ * exists for double and float (suffix _f64 / _f32); arithmetic stays in the
+ * state's precision, as in PyTorch.
+ */
+#include <math.h>
+#include <stdint.h>
+
+/* GCC builds the elementwise loops for AVX2 too and picks the widest the CPU runs */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define WIDE __attribute__((target_clones("avx2", "default")))
+#else
+#define WIDE
+#endif
+
+/* CUBA network (creditlab.models.cuba.CUBA.step), one step per iteration:
+ *   (g_e, g_i, v) <- offset + P (g_e, g_i, v)     P: 3x3 propagator, row-major
+ *   v <- v_reset where the neuron is refractory (free_at > step)
+ *   z = v > v_th
+ *   g[targets[i, k]] += weights[i, k] for every spiking i (targets index the
+ *   2n currents g_e, g_i of the trial; padding has weight 0)
+ *   v <- v_reset, free_at <- step + n_ref where z
+ * vg [B, 3, n] and free_at [B, n] are updated in place; counts [T, B] gets
+ * the number of spikes of each step; spikes [T, R, n] (zeroed by the caller,
+ * or NULL) gets the spikes of trial b in row slot[b] when slot[b] >= 0.
+ * scratch holds 2n indices: this step's spikes and the refractory neurons,
+ * which are kept in a list (about rate x n x t_ref of them) so that the
+ * update of all n neurons is one branch-free, vectorisable loop. */
+#define CUBA_RUN(NAME, REAL)                                                        \
+static WIDE void NAME##_update(int64_t n, const REAL *prop, const REAL *offset,     \
+                               REAL *restrict ge, REAL *restrict gi,                \
+                               REAL *restrict v)                                    \
+{                                                                                   \
+    const REAL p0 = prop[0], p1 = prop[1], p2 = prop[2], p3 = prop[3],              \
+               p4 = prop[4], p5 = prop[5], p6 = prop[6], p7 = prop[7],              \
+               p8 = prop[8], o0 = offset[0], o1 = offset[1], o2 = offset[2];        \
+    for (int64_t j = 0; j < n; ++j) {                                               \
+        const REAL e = ge[j], i = gi[j], m = v[j];                                  \
+        ge[j] = o0 + p0 * e + p1 * i + p2 * m;                                      \
+        gi[j] = o1 + p3 * e + p4 * i + p5 * m;                                      \
+        v[j] = o2 + p6 * e + p7 * i + p8 * m;                                       \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+void NAME(int64_t n_steps, int64_t batch, int64_t n, int64_t t0,                    \
+          const REAL *prop, const REAL *offset, REAL v_th, REAL v_reset,            \
+          int64_t n_ref, const int64_t *targets, const REAL *weights,               \
+          int64_t fan_out, REAL *vg, int64_t *free_at, REAL *counts,                \
+          uint8_t *spikes, const int64_t *slot, int64_t n_recorded,                 \
+          int64_t *scratch)                                                         \
+{                                                                                   \
+    int64_t *spiked = scratch, *held = scratch + n;                                 \
+    for (int64_t b = 0; b < batch; ++b) {                                           \
+        REAL *ge = vg + b * 3 * n, *gi = ge + n, *v = gi + n;                       \
+        int64_t *fa = free_at + b * n;                                              \
+        int64_t n_held = 0;                                                         \
+        for (int64_t j = 0; n_ref && j < n; ++j)                                    \
+            if (fa[j] > t0) held[n_held++] = j;                                     \
+        for (int64_t t = 0; t < n_steps; ++t) {                                     \
+            const int64_t step = t0 + t;                                            \
+            NAME##_update(n, prop, offset, ge, gi, v);                              \
+            int64_t kept = 0;                                                       \
+            for (int64_t h = 0; h < n_held; ++h)                                    \
+                if (fa[held[h]] > step) {                                           \
+                    v[held[h]] = v_reset;                                           \
+                    held[kept++] = held[h];                                         \
+                }                                                                   \
+            n_held = kept;                                                          \
+            int64_t count = 0;                                                      \
+            for (int64_t j = 0; j < n; ++j)                                         \
+                if (v[j] > v_th) spiked[count++] = j;                               \
+            for (int64_t s = 0; s < count; ++s) {                                   \
+                const int64_t *row = targets + spiked[s] * fan_out;                 \
+                const REAL *w = weights + spiked[s] * fan_out;                      \
+                for (int64_t k = 0; k < fan_out; ++k) ge[row[k]] += w[k];           \
+            }                                                                       \
+            for (int64_t s = 0; s < count; ++s) {                                   \
+                v[spiked[s]] = v_reset;                                             \
+                if (n_ref) {                                                        \
+                    fa[spiked[s]] = step + n_ref;                                   \
+                    held[n_held++] = spiked[s];                                     \
+                }                                                                   \
+            }                                                                       \
+            counts[t * batch + b] = (REAL)count;                                    \
+            if (spikes && slot[b] >= 0) {                                           \
+                uint8_t *out = spikes + (t * n_recorded + slot[b]) * n;             \
+                for (int64_t s = 0; s < count; ++s) out[spiked[s]] = 1;             \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}
+
+CUBA_RUN(cuba_run_f64, double)
+CUBA_RUN(cuba_run_f32, float)
+
+/* Echo-state reservoir (EchoState.states; teacher-forced feedback is part of
+ * the precomputed current):
+ *   h_{t+1} = (1 - leak) h_t + leak tanh(current_t + W h_t)
+ * with W in CSR form (crow [n + 1], col, val).  current and out are [T, B, n];
+ * h0 [B, n] is the state before the first step. */
+#define ESN_STATES(NAME, REAL, TANH)                                                \
+void NAME(int64_t n_steps, int64_t batch, int64_t n, const REAL *current,          \
+          const int64_t *crow, const int32_t *col, const REAL *val, REAL keep,      \
+          REAL leak, const REAL *h0, REAL *out)                                     \
+{                                                                                   \
+    for (int64_t b = 0; b < batch; ++b) {                                           \
+        const REAL *prev = h0 + b * n;                                              \
+        for (int64_t t = 0; t < n_steps; ++t) {                                     \
+            REAL *h = out + (t * batch + b) * n;                                    \
+            const REAL *cur = current + (t * batch + b) * n;                        \
+            for (int64_t j = 0; j < n; ++j) {                                       \
+                /* four partial sums: one chain of dependent additions would    \
+                 * wait out the adder's latency at every synapse */              \
+                REAL s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                \
+                int64_t k = crow[j];                                                \
+                for (; k + 3 < crow[j + 1]; k += 4) {                               \
+                    s0 += val[k] * prev[col[k]];                                    \
+                    s1 += val[k + 1] * prev[col[k + 1]];                            \
+                    s2 += val[k + 2] * prev[col[k + 2]];                            \
+                    s3 += val[k + 3] * prev[col[k + 3]];                            \
+                }                                                                   \
+                for (; k < crow[j + 1]; ++k) s0 += val[k] * prev[col[k]];           \
+                h[j] = keep * prev[j] + leak * TANH(cur[j] + ((s0 + s1) + (s2 + s3))); \
+            }                                                                       \
+            prev = h;                                                               \
+        }                                                                           \
+    }                                                                               \
+}
+
+ESN_STATES(esn_states_f64, double, tanh)
+ESN_STATES(esn_states_f32, float, tanhf)

@@ -1,0 +1,130 @@
+"""The compiled CPU loops (creditlab.native) equal the PyTorch step path they replace."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import creditlab as cl
+from creditlab import native
+from creditlab.models.cuba import CUBA
+
+pytestmark = pytest.mark.skipif(not native.available(), reason=f"compiled loops unavailable: {native.reason()}")
+
+#: a 500-neuron CUBA with the full network's fan-out (p · N = 80), which keeps it in the same regime
+SMALL = dict(n_exc=400, n_inh=100, p=0.16)
+
+
+def run_both(model: CUBA, n_steps: int, batch: int, monitors, state=None) -> tuple:
+    x = torch.zeros(n_steps, batch, 0, dtype=model.dtype)
+    compiled, stepped = cl.Simulator(model, monitors=monitors), cl.Simulator(model, monitors=monitors, fast=False)
+    assert compiled.uses_fused_path() and not stepped.uses_fused_path()
+    return compiled.run(x, state=state), stepped.run(x, state=state)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_cuba_loop_equals_stepping(dtype: torch.dtype, atol: float) -> None:
+    model = CUBA(**SMALL, seed=3, dtype=dtype)
+    a, b = run_both(model, 1500, 3, ("spikes", "outputs"))
+    assert a.record.spikes.dtype == torch.bool and a.record.spikes.shape == (1500, 3, 500)
+    assert a.record.spikes.sum() > 1000, "the network must be active for the comparison to mean anything"
+    assert torch.equal(a.record.spikes, b.record.spikes)
+    assert torch.equal(a.outputs, b.outputs) and torch.equal(a.record.outputs, b.record.outputs)
+    torch.testing.assert_close(a.state.vg, b.state.vg, rtol=0, atol=atol)
+    assert torch.equal(a.state.free_at, b.state.free_at) and a.state.t == b.state.t == 1500
+
+
+def test_cuba_loop_on_the_full_network_equals_stepping() -> None:
+    model = CUBA(seed=0, dtype=torch.float64)
+    a, b = run_both(model, 2000, 1, ("spikes",))
+    assert torch.equal(a.record.spikes, b.record.spikes)
+    rate = float(a.record.spikes.sum()) / (model.n_units * 2000 * model.dt)
+    assert 3.0 < rate < 10.0, f"the 4000-neuron network fires at ~5.5 Hz, got {rate:.2f} Hz"
+
+
+def test_cuba_loop_records_what_the_monitors_select() -> None:
+    model = CUBA(**SMALL, seed=4, dtype=torch.float64)
+    monitors = (cl.Monitor("spikes", batch=[2, 0], neurons=[1, 5, 7, 400]), cl.Monitor("outputs", batch=[1]))
+    a, b = run_both(model, 400, 3, monitors)
+    assert a.record.spikes.shape == (400, 2, 4) and a.record.outputs.shape == (400, 1, 1)
+    assert torch.equal(a.record.spikes, b.record.spikes)
+    assert torch.equal(a.record.outputs, b.record.outputs)
+
+
+def test_cuba_loop_continues_a_state_with_refractory_neurons() -> None:
+    model = CUBA(**SMALL, seed=5, dtype=torch.float64)
+    sim = cl.Simulator(model, monitors=("spikes",))
+    whole = sim.run(torch.zeros(600, 2, 0, dtype=torch.float64))
+    first = sim.run(torch.zeros(250, 2, 0, dtype=torch.float64))
+    assert bool((first.state.free_at > first.state.t).any()), "some neuron must be refractory at the split"
+    second = sim.run(torch.zeros(350, 2, 0, dtype=torch.float64), state=first.state)
+    assert torch.equal(torch.cat([first.record.spikes, second.record.spikes]), whole.record.spikes)
+    assert torch.equal(second.state.vg, whole.state.vg)
+    # the caller's state is not modified by the loop
+    again = sim.run(torch.zeros(350, 2, 0, dtype=torch.float64), state=first.state)
+    assert torch.equal(again.record.spikes, second.record.spikes)
+
+
+def test_cuba_steps_when_the_loop_cannot_give_what_is_asked() -> None:
+    model = CUBA(**SMALL, seed=0, dtype=torch.float64)
+    assert cl.Simulator(model).uses_fused_path()
+    assert not cl.Simulator(model, monitors=("spikes", "v")).uses_fused_path()
+    assert not cl.Simulator(model, fast=False).uses_fused_path()
+    assert not cl.Simulator(CUBA(**SMALL, seed=0, delivery="dense")).uses_fused_path()
+    with torch.no_grad():
+        assert torch.equal(model(torch.zeros(50, 2, 0, dtype=torch.float64)),
+                           cl.Simulator(model, fast=False).run(torch.zeros(50, 2, 0, dtype=torch.float64)).outputs)
+
+
+def test_cuba_loop_refuses_bad_monitors_by_name() -> None:
+    model = CUBA(**SMALL, seed=0, dtype=torch.float64)
+    x = torch.zeros(5, 2, 0, dtype=torch.float64)
+    with pytest.raises(ValueError, match="batch entries must be in"):
+        cl.Simulator(model, monitors=[cl.Monitor("spikes", batch=[2])]).run(x)
+    with pytest.raises(ValueError, match="synapses="):
+        cl.Simulator(model, monitors=[cl.Monitor("spikes", synapses=[(0, 1)])]).run(x)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_echo_state_loop_equals_stepping(dtype: torch.dtype, atol: float, monkeypatch) -> None:
+    reservoir = cl.models.EchoState(2, 120, spectral_radius=1.1, leak=0.3, density=0.1, seed=0).to(dtype)
+    x = torch.randn(300, 3, 2, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    start = reservoir.init_state(3)._replace(h=torch.rand(3, 120, dtype=dtype) - 0.5)
+    compiled, last = reservoir.states(x, state=start)
+    monkeypatch.setattr(native, "supports", lambda *tensors: False)
+    stepped, last_ref = reservoir.states(x, state=start)
+    torch.testing.assert_close(compiled, stepped, rtol=0, atol=atol)
+    torch.testing.assert_close(last.h, last_ref.h, rtol=0, atol=atol)
+
+
+def run_python(code: str, **env: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+PROBE = "from creditlab import native; print(native.available(), '|', native.reason())"
+
+
+def test_compiled_library_is_cached_by_source_hash(tmp_path: Path) -> None:
+    assert run_python(PROBE, XDG_CACHE_HOME=str(tmp_path)) == "True | None"
+    built = list((tmp_path / "creditlab" / "native").glob("loops-*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    assert run_python(PROBE, XDG_CACHE_HOME=str(tmp_path)) == "True | None"
+    assert built[0].stat().st_mtime_ns == stamp, "a cached build must be reused, not recompiled"
+
+
+def test_without_a_compiler_models_fall_back_to_pytorch(tmp_path: Path) -> None:
+    out = run_python(PROBE, XDG_CACHE_HOME=str(tmp_path), CC="no-such-compiler")
+    assert out.startswith("False |") and "no C compiler" in out and "$CC" in out
+    assert run_python(PROBE, CREDITLAB_NATIVE="0") == "False | switched off by CREDITLAB_NATIVE=0"
+    code = ("import torch, creditlab as cl; m = cl.models.CUBA(n_exc=40, n_inh=10, p=0.2, seed=0);"
+            "s = cl.Simulator(m, monitors=['spikes']); r = s.run(torch.zeros(20, 1, 0));"
+            "print(s.uses_fused_path(), tuple(r.record.spikes.shape))")
+    assert run_python(code, XDG_CACHE_HOME=str(tmp_path), CC="no-such-compiler") == "False (20, 1, 50)"
