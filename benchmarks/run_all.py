@@ -45,9 +45,13 @@ def run_benchmark(name: str) -> None:
     subprocess.run([sys.executable, str(script)], check=True, cwd=ROOT, env={**os.environ, **CHILD_ENV})
 
 
+#: the tests that hold every fast path to the step-by-step reference
+EQUALITY_TESTS = ("tests/test_fused.py", "tests/test_native.py")
+
+
 def equality_check() -> str:
-    """Output of the fused-path equality tests (CUDA cases run when a GPU is present)."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "tests/test_fused.py"], cwd=ROOT,
+    """Output of the fast-path equality tests (CUDA cases run when a GPU is present)."""
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", *EQUALITY_TESTS], cwd=ROOT,
                          capture_output=True, text=True, env={**os.environ, **CHILD_ENV})
     lines = [line for line in out.stdout.splitlines() if line.startswith(("PASSED", "FAILED", "ERROR"))]
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr.strip()[-300:]
@@ -164,7 +168,8 @@ def report(check: str) -> tuple[str, dict]:
         table = RESULTS / f"{name}.md"
         lines += ["", f"## {title}", "", table.read_text().strip() if table.exists() else "(not run)"]
     lines += ["", "## Fast paths equal the reference path", "",
-              "`pytest tests/test_fused.py` on this machine (CUDA cases appear when a GPU is present):", "",
+              f"`pytest {' '.join(EQUALITY_TESTS)}` on this machine (the fused LIF path and the compiled "
+              "CPU loops; CUDA cases appear when a GPU is present):", "",
               "```", check, "```"]
     notes = HERE / "notes.md"
     if notes.exists():
