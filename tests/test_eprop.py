@@ -107,6 +107,8 @@ def test_rate_rnn_without_recurrence_is_exact() -> None:
     net = cl.models.RateRNN(n_in=3, n_rec=10, n_out=2, tau=5e-3, dt=1e-3, g=0.0, seed=0).double()
     torch.nn.init.normal_(net.b, std=0.3)
     gen = torch.Generator().manual_seed(0)
+    # 40 steps: one full chunk of summed gradient terms (GRAD_CHUNK = 32) and a partial one
+    assert 32 == cl.rules.eprop.GRAD_CHUNK
     x = torch.randn(40, 5, 3, generator=gen, dtype=torch.float64)
     y = torch.randn(40, 5, 2, generator=gen, dtype=torch.float64)
     estimate = rule_estimate(net, cl.rules.EProp("symmetric"), x, y)

@@ -12,6 +12,7 @@ import torch
 import creditlab as cl
 from creditlab import native
 from creditlab.models.cuba import CUBA
+from creditlab.rules.alignment import rule_estimate
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"compiled loops unavailable: {native.reason()}")
 
@@ -85,6 +86,8 @@ def test_cuba_loop_refuses_bad_monitors_by_name() -> None:
     x = torch.zeros(5, 2, 0, dtype=torch.float64)
     with pytest.raises(ValueError, match="batch entries must be in"):
         cl.Simulator(model, monitors=[cl.Monitor("spikes", batch=[2])]).run(x)
+    with pytest.raises(ValueError, match=r"batch entries \[4\] are not in the run"):
+        cl.Simulator(model, monitors=[cl.Monitor("outputs", batch=[0, 4])]).run(x)
     with pytest.raises(ValueError, match="synapses="):
         cl.Simulator(model, monitors=[cl.Monitor("spikes", synapses=[(0, 1)])]).run(x)
 
@@ -99,6 +102,25 @@ def test_echo_state_loop_equals_stepping(dtype: torch.dtype, atol: float, monkey
     stepped, last_ref = reservoir.states(x, state=start)
     torch.testing.assert_close(compiled, stepped, rtol=0, atol=atol)
     torch.testing.assert_close(last.h, last_ref.h, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("adaptive_fraction", [0.0, 0.5])
+def test_eprop_trace_loop_equals_pytorch_traces(dtype: torch.dtype, rtol: float, adaptive_fraction: float,
+                                                monkeypatch) -> None:
+    net = cl.models.LIF(4, 24, 2, adaptive_fraction=adaptive_fraction, seed=0).to(dtype)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(80, 3, 4, generator=gen) < 0.3).to(dtype)
+    y = torch.randn(80, 3, 2, generator=gen, dtype=dtype)
+    rule = cl.rules.EProp("random", seed=0)
+    compiled = rule_estimate(net, rule, x, y)
+    assert rule._t["compiled"]
+    monkeypatch.setattr(native, "supports", lambda *tensors: False)
+    stepped = rule_estimate(net, rule, x, y)
+    assert not rule._t["compiled"]
+    for name, value in stepped.items():
+        assert value.abs().max() > 0, name
+        torch.testing.assert_close(compiled[name], value, rtol=rtol, atol=rtol * float(value.abs().max()))
 
 
 def run_python(code: str, **env: str) -> str:

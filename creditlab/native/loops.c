@@ -8,6 +8,7 @@
  * state's precision, as in PyTorch.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* GCC builds the elementwise loops for AVX2 too and picks the widest the CPU runs */
@@ -133,3 +134,59 @@ void NAME(int64_t n_steps, int64_t batch, int64_t n, const REAL *current,       
 
 ESN_STATES(esn_states_f64, double, tanh)
 ESN_STATES(esn_states_f32, float, tanhf)
+
+/* e-prop eligibility traces of a LIF/ALIF layer, Bellec et al. (2020) form
+ * without the reset term (EProp._traces_paper), for one step, followed by the
+ * gradient sum: every trace is read and written once.  For postsynaptic j,
+ * batch entry b and presynaptic i (the last n_alif neurons adapt):
+ *   eps_a[j,b,i] <- (rho - beta_j psi_prev[b,j]) eps_a[j,b,i] + psi_prev[b,j] zbar_old[b,i]
+ *   ebar[j,b,i]  <- kappa ebar[j,b,i] + psi[b,j] zbar_new[b,i]  (- psi[b,j] beta_j eps_a[j,b,i])
+ *   grad[j,i]    += sum_b signal[b,j] ebar[j,b,i]                (when signal is not NULL)
+ * ebar [n, B, p], eps_a [n_alif, B, p], psi, psi_prev, signal [B, n],
+ * zbar_new, zbar_old [B, p], beta [n_alif], grad [n, p]. */
+#define EPROP_TRACES(NAME, REAL)                                                    \
+static WIDE void NAME##_row(int64_t p, REAL ps, REAL kappa, const REAL *zn,         \
+                            REAL *restrict e, REAL pp, REAL decay, REAL pb,         \
+                            const REAL *zo, REAL *restrict ea,                      \
+                            REAL l, REAL *restrict g)                               \
+{                                                                                   \
+    if (ea) {                                                                       \
+        for (int64_t i = 0; i < p; ++i) {                                           \
+            const REAL a = ea[i] * decay + pp * zo[i];                              \
+            ea[i] = a;                                                              \
+            e[i] = (e[i] * kappa + ps * zn[i]) - pb * a;                            \
+        }                                                                           \
+    } else {                                                                        \
+        for (int64_t i = 0; i < p; ++i) e[i] = e[i] * kappa + ps * zn[i];           \
+    }                                                                               \
+    if (g)                                                                          \
+        for (int64_t i = 0; i < p; ++i) g[i] += e[i] * l;                           \
+}                                                                                   \
+                                                                                    \
+void NAME(int64_t n, int64_t batch, int64_t p, int64_t n_alif, const REAL *psi,     \
+          const REAL *psi_prev, const REAL *zbar_new, const REAL *zbar_old,         \
+          const REAL *beta, REAL rho, REAL kappa, REAL *ebar, REAL *eps_a,          \
+          const REAL *signal, REAL *grad)                                           \
+{                                                                                   \
+    const int64_t first = n - n_alif;                                               \
+    for (int64_t j = 0; j < n; ++j) {                                               \
+        REAL *g = signal ? grad + j * p : NULL;                                     \
+        for (int64_t b = 0; b < batch; ++b) {                                       \
+            const REAL ps = psi[b * n + j];                                         \
+            const REAL l = signal ? signal[b * n + j] : 0;                          \
+            REAL *e = ebar + (j * batch + b) * p;                                   \
+            if (j >= first) {                                                       \
+                const REAL bj = beta[j - first], pp = psi_prev[b * n + j];          \
+                NAME##_row(p, ps, kappa, zbar_new + b * p, e, pp, rho - bj * pp,    \
+                           ps * bj, zbar_old + b * p,                               \
+                           eps_a + ((j - first) * batch + b) * p, l, g);            \
+            } else {                                                                \
+                NAME##_row(p, ps, kappa, zbar_new + b * p, e, 0, 0, 0, NULL, NULL,  \
+                           l, g);                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}
+
+EPROP_TRACES(eprop_traces_f64, double)
+EPROP_TRACES(eprop_traces_f32, float)

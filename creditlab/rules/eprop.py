@@ -90,13 +90,17 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .. import _checks
+from .. import _checks, native
 from ..models.base import Model
 from ..models.lif import LIF
 from ..models.rate import RateRNN
 from .base import Rule, accumulate_grad
 
 FEEDBACK = ("symmetric", "random", "adaptive")
+
+
+#: steps of a rate network whose weight-gradient terms are summed in one matrix product
+GRAD_CHUNK = 32
 
 
 class EProp(Rule):
@@ -184,6 +188,10 @@ class EProp(Rule):
         else:
             t["eps"] = torch.zeros(batch, n_cols, **opts)
             t["psi"] = torch.zeros(batch, n_rec, **opts)
+            chunk = min(GRAD_CHUNK, x.shape[0])
+            t["signals"] = torch.empty(chunk, batch, n_rec, **opts)   # L ⊙ ψ of the pending steps
+            t["traces"] = torch.empty(chunk, batch, n_cols, **opts)   # ε of the pending steps
+            t["pending"] = 0
         self._t = t
 
     def _begin_spiking(self, model: LIF, t: dict[str, Any], batch: int, n_rec: int, n_pre: int,
@@ -207,6 +215,9 @@ class EProp(Rule):
         if self.rate_reg > 0:
             t["e_sum"] = torch.zeros(n_rec, n_pre, **opts)
             t["spikes"] = torch.zeros(n_rec, **opts)
+        # the compiled loop reads and writes each trace once per step instead of ~6 passes
+        t["compiled"] = not self.reset_gradient and self.rate_reg == 0 and native.supports(t["ebar"])
+        t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """B [n_rec, n_out] for this run."""
@@ -224,21 +235,35 @@ class EProp(Rule):
     def _step_spiking(self, local: NamedTuple, error: torch.Tensor | None) -> None:
         tr = self._t
         tr["psi_prev"], tr["psi"] = tr["psi"], local.psi
-        if self.reset_gradient:
-            self._traces_with_reset(local)
+        signal = None
+        if error is not None:
+            if bool(error.any()):
+                signal = torch.matmul(error, tr["B"].t(), out=tr["L"])
+            else:
+                tr["L"].zero_()
+        if tr["compiled"]:
+            self._traces_compiled(local, signal)
         else:
-            self._traces_paper(local)
+            if self.reset_gradient:
+                self._traces_with_reset(local)
+            else:
+                self._traces_paper(local)
+            if signal is not None:
+                tr["grad"].add_(_batch_sum(signal, tr["ebar"]))
         tr["z_out"].mul_(self.model.kappa).add_(local.z)
         tr["b_out"] = self.model.kappa * tr["b_out"] + 1.0
         if "spikes" in tr:
             tr["spikes"].add_(local.z.sum(0))
         if error is not None:
             self._accumulate_readout(error, tr["z_out"], tr["b_out"])
-            if bool(error.any()):
-                torch.matmul(error, tr["B"].t(), out=tr["L"])
-                tr["grad"].add_(_batch_sum(tr["L"], tr["ebar"]))
-            else:
-                tr["L"].zero_()
+
+    def _traces_compiled(self, local: NamedTuple, signal: torch.Tensor | None) -> None:
+        """:meth:`_traces_paper` and the gradient sum in one pass of the compiled loop."""
+        model, tr = self.model, self._t
+        zbar = self._presynaptic(local.zbar_in, local.zbar_rec).contiguous()
+        native.eprop_traces(tr["psi"].contiguous(), tr["psi_prev"].contiguous(), zbar, tr["zbar"],
+                            tr["beta_flat"], model.rho, model.kappa, tr["ebar"], tr["eps_a"], signal, tr["grad"])
+        tr["zbar"] = zbar
 
     def _traces_paper(self, local: NamedTuple) -> None:
         """ε^v = z̄ (shared by all postsynaptic neurons); ε^a and ē updated in place."""
@@ -307,7 +332,24 @@ class EProp(Rule):
         if error is not None:
             self._accumulate_readout(error, local.r, 1.0)
             torch.matmul(error, tr["B"].t(), out=tr["L"])
-            tr["grad"].add_((tr["L"] * local.psi).t() @ tr["eps"])
+            k = tr["pending"]
+            torch.mul(tr["L"], local.psi, out=tr["signals"][k])
+            tr["traces"][k].copy_(tr["eps"])
+            tr["pending"] = k + 1
+            if k + 1 == tr["signals"].shape[0]:
+                self._flush_rate()
+
+    def _flush_rate(self) -> None:
+        """Add Σ_t (L^t ⊙ ψ^t)ᵀ ε^t over the pending steps to the gradient in one product.
+
+        One [N, k·B] × [k·B, P] product instead of k products over B rows each: the same
+        sum, at a matrix-product efficiency that B = 32 rows alone do not reach."""
+        tr = self._t
+        k = tr["pending"]
+        if k:
+            n_rec, n_cols = tr["signals"].shape[-1], tr["traces"].shape[-1]
+            tr["grad"].addmm_(tr["signals"][:k].view(-1, n_rec).t(), tr["traces"][:k].view(-1, n_cols))
+            tr["pending"] = 0
 
     def _presynaptic(self, inputs: torch.Tensor, recurrent: torch.Tensor) -> torch.Tensor:
         """[inputs | recurrent] along the presynaptic axis (inputs only without W_rec)."""
@@ -324,6 +366,8 @@ class EProp(Rule):
         if target is None:
             return
         model, tr = self.model, self._t
+        if "pending" in tr:
+            self._flush_rate()
         grad = tr["grad"]
         if "e_sum" in tr:
             grad = grad + self._rate_gradient(tr)

@@ -113,6 +113,10 @@ def record_sequences(monitors: tuple[Monitor, ...],
                              f"available: {', '.join(names)}")
         value, rows = sequences[field]
         if monitor.batch is not None:
+            missing = [b for b in monitor.batch if int(b) not in rows]
+            if missing:
+                raise ValueError(f"monitor {monitor.name!r}: batch entries {missing} are not in the run "
+                                 f"(it records {len(rows)}: {rows[:8]}{'…' if len(rows) > 8 else ''})")
             value = value[:, [rows.index(int(b)) for b in monitor.batch]]
         if monitor.synapses is not None:
             raise ValueError(f"monitor {monitor.name!r}: synapses= needs a [B, post, pre] variable, "
