@@ -105,14 +105,14 @@ def test_echo_state_loop_equals_stepping(dtype: torch.dtype, atol: float, monkey
 
 
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("adaptive_fraction", [0.0, 0.5])
+@pytest.mark.parametrize("adaptive_fraction, rate_reg", [(0.0, 0.0), (0.5, 0.0), (0.5, 1e-4)])
 def test_eprop_trace_loop_equals_pytorch_traces(dtype: torch.dtype, rtol: float, adaptive_fraction: float,
-                                                monkeypatch) -> None:
+                                                rate_reg: float, monkeypatch) -> None:
     net = cl.models.LIF(4, 24, 2, adaptive_fraction=adaptive_fraction, seed=0).to(dtype)
     gen = torch.Generator().manual_seed(1)
     x = (torch.rand(80, 3, 4, generator=gen) < 0.3).to(dtype)
     y = torch.randn(80, 3, 2, generator=gen, dtype=dtype)
-    rule = cl.rules.EProp("random", seed=0)
+    rule = cl.rules.EProp("random", seed=0, rate_target=10.0 if rate_reg else None, rate_reg=rate_reg)
     compiled = rule_estimate(net, rule, x, y)
     assert rule._t["compiled"]
     monkeypatch.setattr(native, "supports", lambda *tensors: False)

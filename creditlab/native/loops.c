@@ -142,13 +142,14 @@ ESN_STATES(esn_states_f32, float, tanhf)
  *   eps_a[j,b,i] <- (rho - beta_j psi_prev[b,j]) eps_a[j,b,i] + psi_prev[b,j] zbar_old[b,i]
  *   ebar[j,b,i]  <- kappa ebar[j,b,i] + psi[b,j] zbar_new[b,i]  (- psi[b,j] beta_j eps_a[j,b,i])
  *   grad[j,i]    += sum_b signal[b,j] ebar[j,b,i]                (when signal is not NULL)
+ *   e_sum[j,i]   += sum_b psi[b,j] (zbar_new[b,i] - beta_j eps_a[j,b,i])   (when e_sum is not NULL)
  * ebar [n, B, p], eps_a [n_alif, B, p], psi, psi_prev, signal [B, n],
- * zbar_new, zbar_old [B, p], beta [n_alif], grad [n, p]. */
+ * zbar_new, zbar_old [B, p], beta [n_alif], grad and e_sum [n, p]. */
 #define EPROP_TRACES(NAME, REAL)                                                    \
 static WIDE void NAME##_row(int64_t p, REAL ps, REAL kappa, const REAL *zn,         \
                             REAL *restrict e, REAL pp, REAL decay, REAL pb,         \
                             const REAL *zo, REAL *restrict ea,                      \
-                            REAL l, REAL *restrict g)                               \
+                            REAL l, REAL *restrict g, REAL *restrict es)            \
 {                                                                                   \
     if (ea) {                                                                       \
         for (int64_t i = 0; i < p; ++i) {                                           \
@@ -156,8 +157,12 @@ static WIDE void NAME##_row(int64_t p, REAL ps, REAL kappa, const REAL *zn,     
             ea[i] = a;                                                              \
             e[i] = (e[i] * kappa + ps * zn[i]) - pb * a;                            \
         }                                                                           \
+        if (es)                                                                     \
+            for (int64_t i = 0; i < p; ++i) es[i] += ps * zn[i] - pb * ea[i];       \
     } else {                                                                        \
         for (int64_t i = 0; i < p; ++i) e[i] = e[i] * kappa + ps * zn[i];           \
+        if (es)                                                                     \
+            for (int64_t i = 0; i < p; ++i) es[i] += ps * zn[i];                    \
     }                                                                               \
     if (g)                                                                          \
         for (int64_t i = 0; i < p; ++i) g[i] += e[i] * l;                           \
@@ -166,11 +171,12 @@ static WIDE void NAME##_row(int64_t p, REAL ps, REAL kappa, const REAL *zn,     
 void NAME(int64_t n, int64_t batch, int64_t p, int64_t n_alif, const REAL *psi,     \
           const REAL *psi_prev, const REAL *zbar_new, const REAL *zbar_old,         \
           const REAL *beta, REAL rho, REAL kappa, REAL *ebar, REAL *eps_a,          \
-          const REAL *signal, REAL *grad)                                           \
+          const REAL *signal, REAL *grad, REAL *e_sum)                              \
 {                                                                                   \
     const int64_t first = n - n_alif;                                               \
     for (int64_t j = 0; j < n; ++j) {                                               \
         REAL *g = signal ? grad + j * p : NULL;                                     \
+        REAL *es = e_sum ? e_sum + j * p : NULL;                                    \
         for (int64_t b = 0; b < batch; ++b) {                                       \
             const REAL ps = psi[b * n + j];                                         \
             const REAL l = signal ? signal[b * n + j] : 0;                          \
@@ -179,10 +185,10 @@ void NAME(int64_t n, int64_t batch, int64_t p, int64_t n_alif, const REAL *psi, 
                 const REAL bj = beta[j - first], pp = psi_prev[b * n + j];          \
                 NAME##_row(p, ps, kappa, zbar_new + b * p, e, pp, rho - bj * pp,    \
                            ps * bj, zbar_old + b * p,                               \
-                           eps_a + ((j - first) * batch + b) * p, l, g);            \
+                           eps_a + ((j - first) * batch + b) * p, l, g, es);        \
             } else {                                                                \
                 NAME##_row(p, ps, kappa, zbar_new + b * p, e, 0, 0, 0, NULL, NULL,  \
-                           l, g);                                                   \
+                           l, g, es);                                               \
             }                                                                       \
         }                                                                           \
     }                                                                               \

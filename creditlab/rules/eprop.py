@@ -216,7 +216,7 @@ class EProp(Rule):
             t["e_sum"] = torch.zeros(n_rec, n_pre, **opts)
             t["spikes"] = torch.zeros(n_rec, **opts)
         # the compiled loop reads and writes each trace once per step instead of ~6 passes
-        t["compiled"] = not self.reset_gradient and self.rate_reg == 0 and native.supports(t["ebar"])
+        t["compiled"] = not self.reset_gradient and native.supports(t["ebar"])
         t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -262,7 +262,8 @@ class EProp(Rule):
         model, tr = self.model, self._t
         zbar = self._presynaptic(local.zbar_in, local.zbar_rec).contiguous()
         native.eprop_traces(tr["psi"].contiguous(), tr["psi_prev"].contiguous(), zbar, tr["zbar"],
-                            tr["beta_flat"], model.rho, model.kappa, tr["ebar"], tr["eps_a"], signal, tr["grad"])
+                            tr["beta_flat"], model.rho, model.kappa, tr["ebar"], tr["eps_a"], signal, tr["grad"],
+                            tr.get("e_sum"))
         tr["zbar"] = zbar
 
     def _traces_paper(self, local: NamedTuple) -> None:
