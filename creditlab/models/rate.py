@@ -65,9 +65,10 @@ class RateRNN(Model):
     def phi(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(h) if self.activation == "tanh" else torch.relu(h)
 
-    def phi_prime(self, h: torch.Tensor) -> torch.Tensor:
+    def phi_prime(self, h: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        """φ′(h); ``r = φ(h)`` when already computed (tanh′ = 1 − r², without a second tanh)."""
         if self.activation == "tanh":
-            return 1 - torch.tanh(h) ** 2
+            return 1 - (torch.tanh(h) if r is None else r) ** 2
         return (h > 0).to(h.dtype)
 
     def init_state(self, batch_size: int, device: torch.device | None = None,
@@ -90,5 +91,5 @@ class RateRNN(Model):
         r = self.phi(h)
         y = r @ self.w_out.t() + self.b_out
         with torch.no_grad():
-            psi = self.phi_prime(h.detach())
+            psi = self.phi_prime(h.detach(), r.detach())
         return y, RateState(h, r), RateLocals(x_t, state.r, h, psi, r)
