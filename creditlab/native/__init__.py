@@ -4,9 +4,12 @@ A CUBA step of one trial touches ~12 000 numbers and an echo-state step of a
 500-unit reservoir ~25 000: a sequence of PyTorch calls spends most of such a
 step in dispatch (~5 µs a call), where one compiled loop over the whole run
 does the arithmetic alone — what Brian2's cython and cpp_standalone targets
-do.  ``loops.c`` holds these loops; models call them through the functions
-here when :func:`available` is true and fall back to their PyTorch step (the
-reference, which the tests compare against) otherwise.
+do.  e-prop's per-synapse traces are the opposite case, bound by memory
+traffic: one compiled pass reads and writes each trace once where the
+PyTorch expression makes six passes.  ``loops.c`` holds these loops; models
+and rules call them through the functions here when :func:`available` is
+true and fall back to their PyTorch code (the reference, which the tests
+compare against) otherwise.
 
 The source is compiled on first use with the system C compiler (``$CC``, else
 ``cc``) into ``$XDG_CACHE_HOME/creditlab/native`` (default
