@@ -79,6 +79,10 @@ synapses), ``"eligibility_in"`` (input synapses), ``"eps_a"``/``"eps_a_in"``
 threshold does not adapt), ``"learning_signal"`` (L_j^t, ``[B, N]``).
 Memory is constant in T: no autograd graph, nothing stored per step; the
 state is O(B·N·(n_in + N)) (ē for every synapse, ε^a for ALIF synapses).
+On the CPU the spiking traces (without ``reset_gradient``) and the gradient
+sum Σ_b L_j ē_ji run as one compiled pass per step (:mod:`creditlab.native`),
+since the step is bound by reading and writing ē and ε^a; a rate network
+adds its Σ_t L_j^t e_ji^t over chunks of ``GRAD_CHUNK`` steps in one product.
 
 A run is one trial: traces start at zero at every ``Simulator.run``.
 Without a target nothing is written into ``p.grad``.
