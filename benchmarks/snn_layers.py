@@ -151,19 +151,13 @@ def make_step(contender: str, task: str, n_steps: int, batch: int, hidden: int,
         if recurrent:
             cell = neuron.LIFNode(tau=tau, decay_input=False, v_reset=None, surrogate_function=grad, step_mode="s")
             net = sj_layer.LinearRecurrentContainer(cell, hidden, hidden, bias=False, step_mode="m").to(device)
-
-            def step() -> torch.Tensor:
-                functional.reset_net(net)
-                spikes = net(linear(x))
-                spikes.sum().backward()
-                return spikes.detach().sum()
-            return step
-        node = neuron.LIFNode(tau=tau, decay_input=False, v_reset=None, surrogate_function=grad,
-                              step_mode="m").to(device)
+        else:
+            net = neuron.LIFNode(tau=tau, decay_input=False, v_reset=None, surrogate_function=grad,
+                                 step_mode="m").to(device)
 
         def step() -> torch.Tensor:
-            functional.reset_net(node)
-            spikes = node(linear(x))
+            functional.reset_net(net)
+            spikes = net(linear(x))
             spikes.sum().backward()
             return spikes.detach().sum()
         return step
