@@ -93,13 +93,17 @@ def test_cuba_loop_refuses_bad_monitors_by_name() -> None:
 
 
 @pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_echo_state_loop_equals_stepping(dtype: torch.dtype, atol: float, monkeypatch) -> None:
-    reservoir = cl.models.EchoState(2, 120, spectral_radius=1.1, leak=0.3, density=0.1, seed=0).to(dtype)
-    x = torch.randn(300, 3, 2, generator=torch.Generator().manual_seed(0), dtype=dtype)
+@pytest.mark.parametrize("feedback", [False, True])
+def test_echo_state_loop_equals_stepping(dtype: torch.dtype, atol: float, feedback: bool, monkeypatch) -> None:
+    reservoir = cl.models.EchoState(2, 120, spectral_radius=1.1, leak=0.3, density=0.1, feedback=feedback,
+                                    seed=0).to(dtype)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 3, 2, generator=gen, dtype=dtype)
+    teacher = torch.randn(300, 3, 1, generator=gen, dtype=dtype) if feedback else None
     start = reservoir.init_state(3)._replace(h=torch.rand(3, 120, dtype=dtype) - 0.5)
-    compiled, last = reservoir.states(x, state=start)
+    compiled, last = reservoir.states(x, teacher=teacher, state=start)
     monkeypatch.setattr(native, "supports", lambda *tensors: False)
-    stepped, last_ref = reservoir.states(x, state=start)
+    stepped, last_ref = reservoir.states(x, teacher=teacher, state=start)
     torch.testing.assert_close(compiled, stepped, rtol=0, atol=atol)
     torch.testing.assert_close(last.h, last_ref.h, rtol=0, atol=atol)
 

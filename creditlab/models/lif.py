@@ -29,7 +29,7 @@ the same equations as one fused node per sequence
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ from .. import _checks
 from .base import Model, init_normal
 from .fused import LIFSequenceState, leaky_scan, lif_sequence
 from .surrogate import Surrogate, make as make_surrogate
+
+if TYPE_CHECKING:
+    from ..simulator.monitors import Monitor
 
 
 class LIFState(NamedTuple):
@@ -170,13 +173,13 @@ class LIF(Model):
         per_delay = torch.matmul(stacked, (w * self.delay_masks).transpose(1, 2))
         return per_delay.sum(0)
 
-    def fused_available(self, traces: bool, grad: bool = True, monitors: tuple = ()) -> bool:
+    def fused_available(self, traces: bool, grad: bool = True, monitors: tuple[Monitor, ...] = ()) -> bool:
         # delays need the spike ring, local rules the filtered traces, monitors the per-step
         # locals: all step by step; without autograd stepping is the lean path (memory flat in T)
         return grad and not monitors and self.max_delay == 0 and not traces
 
     def run_fused(self, x: torch.Tensor, state: LIFState,
-                  monitors: tuple = ()) -> tuple[torch.Tensor, LIFState, dict[str, torch.Tensor]]:
+                  monitors: tuple[Monitor, ...] = ()) -> tuple[torch.Tensor, LIFState, dict[str, torch.Tensor]]:
         """The whole run as one fused LIF sequence and one leaky readout scan (equal to stepping)."""
         spikes, end = lif_sequence(
             self.input_current(x), v_th=self.v_th, alpha=self.alpha, surrogate=self.surrogate,
