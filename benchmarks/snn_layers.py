@@ -12,7 +12,10 @@ libraries allow: decay 0.95 per step, threshold 1, a fast-sigmoid
 (SuperSpike) surrogate of slope 10, float32.
 
 - creditlab: ``nn.Linear`` + ``cl.models.lif_sequence`` (the fused path:
-  one autograd node per sequence); ``creditlab-step``: ``cl.models.LIF``
+  one autograd node per sequence; on CUDA its Triton kernels, the time loop
+  inside one kernel for the feed-forward layer and one launch per step next
+  to the recurrent product); ``creditlab-torch-loop`` (CUDA only): the same
+  with ``backend="torch"``, the PyTorch loop; ``creditlab-step``: ``cl.models.LIF``
   stepped one step at a time under autograd (the reference path, with a
   1-unit readout).
 - snnTorch 1.0: ``snn.Leaky`` / ``snn.RLeaky(all_to_all=True)`` in a Python
@@ -50,7 +53,10 @@ from torch import nn
 from _common import write_atomic
 
 HERE = Path(__file__).resolve().parent
-CONTENDERS = ("creditlab", "creditlab-step", "snntorch", "norse", "spikingjelly", "matmul-floor")
+CONTENDERS = ("creditlab", "creditlab-torch-loop", "creditlab-step", "snntorch", "norse", "spikingjelly",
+              "matmul-floor")
+#: contenders that are the same code as ``creditlab`` off CUDA (its Triton kernels are CUDA-only)
+CUDA_ONLY = ("creditlab-torch-loop",)
 TASKS = ("feedforward", "recurrent")
 SIZES = {
     # (T, B, H); the CPU default keeps the whole run to minutes on two cores
@@ -72,13 +78,15 @@ def make_step(contender: str, task: str, n_steps: int, batch: int, hidden: int,
     with torch.no_grad():
         linear.weight.mul_(3.0)    # enough drive that the layer fires
 
-    if contender == "creditlab":
+    if contender in ("creditlab", "creditlab-torch-loop"):
         import creditlab as cl
         w_rec = nn.Parameter(torch.randn(hidden, hidden, device=device) / math.sqrt(hidden)) if recurrent else None
         surrogate = cl.models.Surrogate("fast_sigmoid", SLOPE)
+        backend = "torch" if contender == "creditlab-torch-loop" else "auto"
 
         def step() -> torch.Tensor:
-            spikes, _ = cl.models.lif_sequence(linear(x), alpha=DECAY, v_th=1.0, surrogate=surrogate, w_rec=w_rec)
+            spikes, _ = cl.models.lif_sequence(linear(x), alpha=DECAY, v_th=1.0, surrogate=surrogate, w_rec=w_rec,
+                                               backend=backend)
             spikes.sum().backward()
             return spikes.detach().sum()
         return step
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = SIZES[args.sizes or ("full" if args.device.startswith("cuda") else "cpu")]
     rows = []
     for task, (n_steps, batch, hidden), contender in itertools.product(args.tasks, sizes, args.contenders):
-        if contender == "matmul-floor" and task != "recurrent":
+        if (contender == "matmul-floor" and task != "recurrent") or \
+                (contender in CUDA_ONLY and not args.device.startswith("cuda")):
             continue
         cmd = [sys.executable, __file__, "--device", args.device, "--repeats", str(repeats),
                "--child", contender, task, str(n_steps), str(batch), str(hidden)]

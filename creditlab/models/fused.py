@@ -32,12 +32,16 @@ gradient (tests/test_fused.py).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from .. import _checks
+from . import fused_triton
 from .surrogate import Surrogate, make as make_surrogate
+
+#: ``lif_sequence(backend=…)``: "auto" takes the Triton kernels for CUDA tensors when they apply
+BACKENDS = ("auto", "torch", "triton")
 
 
 class LIFSequenceState(NamedTuple):
@@ -54,6 +58,7 @@ class _Config(NamedTuple):
     v_th: float
     n_refractory: int
     surrogate: Surrogate
+    triton: bool = False
 
 
 class _LIFSequence(torch.autograd.Function):
@@ -61,6 +66,12 @@ class _LIFSequence(torch.autograd.Function):
     def forward(ctx, current: torch.Tensor, w_rec: torch.Tensor | None, beta: torch.Tensor | None,  # type: ignore[override]
                 v0: torch.Tensor, z0: torch.Tensor, a0: torch.Tensor, refractory0: torch.Tensor,
                 cfg: _Config):
+        ctx.cfg = cfg
+        if cfg.triton:
+            out = fused_triton.forward(current, w_rec, beta, v0, z0, a0, refractory0, _kernel_config(cfg))
+            ctx.save_for_backward(out.scaled, out.spikes, out.free, w_rec, beta, z0)
+            ctx.mark_non_differentiable(out.refractory)
+            return out.spikes, out.v, out.a, out.refractory
         n_steps = current.shape[0]
         adaptive = beta is not None
         spikes = torch.empty_like(current)
@@ -97,7 +108,6 @@ class _LIFSequence(torch.autograd.Function):
                 refractory = torch.where(z > 0, cfg.n_refractory - 1, (refractory - 1).clamp_(min=0))
             z_prev = z
         ctx.save_for_backward(scaled, spikes, free, w_rec, beta, z0)
-        ctx.cfg = cfg
         ctx.mark_non_differentiable(refractory)
         return spikes, v, a, refractory
 
@@ -109,6 +119,11 @@ class _LIFSequence(torch.autograd.Function):
         n_steps = scaled.shape[0]
         if g_spikes is None:
             g_spikes = torch.zeros_like(scaled)
+        if cfg.triton:
+            out = fused_triton.ForwardOut(spikes, scaled, free, None, None, None)
+            g_current, g_v, g_z, g_a = fused_triton.backward(out, g_spikes, g_v_end, g_a_end, w_rec, beta, z0,
+                                                             _kernel_config(cfg))
+            return g_current, _recurrent_weight_grad(ctx, g_current, spikes, z0, w_rec), None, g_v, g_z, g_a, None, None
         g_current = torch.empty_like(scaled)
         g_v = torch.zeros_like(z0) if g_v_end is None else g_v_end.clone()
         # g_a is only non-zero when a feeds the threshold (β ≠ 0) or the final a is used
@@ -133,11 +148,20 @@ class _LIFSequence(torch.autograd.Function):
             if w_rec is not None:
                 g_z.addmm_(g_vt, w_rec)
             torch.mul(g_vt, cfg.alpha, out=g_v)
-        g_w = None
-        if w_rec is not None and ctx.needs_input_grad[1]:
-            previous = torch.cat([z0.unsqueeze(0), spikes[:-1]])
-            g_w = g_current.flatten(0, 1).t() @ previous.flatten(0, 1)
-        return g_current, g_w, None, g_v, g_z, g_a, None, None
+        return g_current, _recurrent_weight_grad(ctx, g_current, spikes, z0, w_rec), None, g_v, g_z, g_a, None, None
+
+
+def _recurrent_weight_grad(ctx: Any, g_current: torch.Tensor, spikes: torch.Tensor, z0: torch.Tensor,
+                           w_rec: torch.Tensor | None) -> torch.Tensor | None:
+    """∂L/∂W_rec = Σ_t (g_v^t)ᵀ z^{t−1}: one [N, T·B]·[T·B, N] product."""
+    if w_rec is None or not ctx.needs_input_grad[1]:
+        return None
+    previous = torch.cat([z0.unsqueeze(0), spikes[:-1]])
+    return g_current.flatten(0, 1).t() @ previous.flatten(0, 1)
+
+
+def _kernel_config(cfg: _Config) -> fused_triton.KernelConfig:
+    return fused_triton.KernelConfig(cfg.alpha, cfg.rho, cfg.v_th, cfg.n_refractory, cfg.surrogate)
 
 
 #: ψ is evaluated for this many elements (steps × batch × units) at a time in backward:
@@ -157,7 +181,7 @@ def _pseudo_derivative(scaled: torch.Tensor, free: torch.Tensor | None, start: i
 
 def lif_sequence(current: torch.Tensor, *, v_th: float = 1.0, alpha: float, surrogate: str | Surrogate = "fast_sigmoid",
                  w_rec: torch.Tensor | None = None, beta: torch.Tensor | None = None, rho: float = 1.0,
-                 n_refractory: int = 0, state: LIFSequenceState | None = None
+                 n_refractory: int = 0, state: LIFSequenceState | None = None, backend: str = "auto"
                  ) -> tuple[torch.Tensor, LIFSequenceState]:
     """Run a LIF/ALIF layer over a whole input current ``[T, B, N]`` as one autograd node.
 
@@ -166,7 +190,14 @@ def lif_sequence(current: torch.Tensor, *, v_th: float = 1.0, alpha: float, surr
     ``beta [N]`` makes neurons adaptive with decay ``rho``.  Returns the spikes
     ``[T, B, N]`` and the final :class:`LIFSequenceState`.  Gradients flow to
     ``current``, ``w_rec`` and the initial ``state`` through the surrogate ψ.
+
+    ``backend``: ``"torch"`` runs the loops above in PyTorch (the reference);
+    ``"triton"`` runs them as Triton kernels (:mod:`creditlab.models.fused_triton`:
+    CUDA tensors, float32/float64, Heaviside surrogates; CPU tensors only under
+    ``TRITON_INTERPRET=1``); ``"auto"`` takes Triton for CUDA tensors where it
+    applies and PyTorch otherwise.  Both give the same spikes.
     """
+    _checks.choice("backend", backend, BACKENDS)
     _checks.tensor("current", current, rank=3)
     if not current.is_floating_point():
         raise TypeError(f"current must be a floating-point tensor, got dtype {current.dtype}")
@@ -192,10 +223,23 @@ def lif_sequence(current: torch.Tensor, *, v_th: float = 1.0, alpha: float, surr
         zeros = current.new_zeros(batch, n_units)
         state = LIFSequenceState(zeros, zeros, zeros, torch.zeros(batch, n_units, dtype=torch.int32,
                                                                   device=current.device))
-    cfg = _Config(float(alpha), float(rho), float(v_th), int(n_refractory), surrogate)
+    cfg = _Config(float(alpha), float(rho), float(v_th), int(n_refractory), surrogate,
+                  _use_triton(backend, current, surrogate, beta is not None, n_refractory > 0))
     spikes, v, a, refractory = _LIFSequence.apply(current, w_rec, beta, state.v, state.z, state.a,
                                                   state.refractory, cfg)
     return spikes, LIFSequenceState(v, spikes[-1], a, refractory)
+
+
+def _use_triton(backend: str, current: torch.Tensor, surrogate: Surrogate, adaptive: bool,
+                refractory: bool) -> bool:
+    if backend == "torch":
+        return False
+    if backend == "auto":
+        return fused_triton.auto_usable(current, surrogate, adaptive, refractory)
+    reason = fused_triton.unavailable_reason(current, surrogate)
+    if reason is not None:
+        raise ValueError(f"backend='triton' cannot run this sequence: {reason}; use backend='torch' or 'auto'")
+    return True
 
 
 class _LeakyScan(torch.autograd.Function):

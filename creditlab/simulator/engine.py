@@ -70,7 +70,8 @@ class Simulator:
     def _prepare_input(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
         single = self.model.kind == "feedforward" and isinstance(x, torch.Tensor) and x.dim() == 2
         if single:
-            _checks.tensor("x", x, rank=2, shape=(None, self.model.n_in))
+            # finiteness is checked once, by check_input, on the [1, B, n_in] view
+            _checks.tensor("x", x, rank=2, shape=(None, self.model.n_in), finite=False)
             x = x.unsqueeze(0)
         self.model.check_input(x)
         param = next(self.model.parameters(), None)

@@ -1,0 +1,113 @@
+"""The Triton kernels behind :mod:`creditlab.models.fused_triton` (imported on first use).
+
+Kept apart so that ``import creditlab`` neither imports Triton nor decides
+at import time whether kernels are compiled or interpreted: Triton reads
+``TRITON_INTERPRET`` when a kernel is defined.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def lif_forward(drive, spikes, scaled, free, v_ptr, a_ptr, refr_ptr, z_ptr, beta_ptr, consts,
+                        n_steps, lanes, n_units, n_refractory,
+                        ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < lanes
+    alpha = tl.load(consts)
+    rho = tl.load(consts + 1)
+    v_th = tl.load(consts + 2)
+    v = tl.load(v_ptr + offs, mask=mask, other=0.0)
+    a = tl.load(a_ptr + offs, mask=mask, other=0.0)
+    z = tl.load(z_ptr + offs, mask=mask, other=0.0)
+    refr = tl.load(refr_ptr + offs, mask=mask, other=0)
+    if ADAPTIVE:
+        beta = tl.load(beta_ptr + offs % n_units, mask=mask, other=0.0)
+    p_drive = drive + offs
+    p_spikes = spikes + offs
+    p_scaled = scaled + offs
+    p_free = free + offs
+    for _ in range(n_steps):
+        c = tl.load(p_drive, mask=mask, other=0.0)
+        # v = (α v + c) − v_th z^{t−1};  a = ρ a + z^{t−1};  s = (v − v_th − β a) / v_th
+        v = v * alpha + c
+        v = v - z * v_th
+        a = a * rho + z
+        s = v - v_th
+        if ADAPTIVE:
+            s = s - beta * a
+        s = tl.math.fdiv(s, v_th, ieee_rounding=True)
+        z = tl.where(s > 0, 1.0, 0.0).to(v.dtype)
+        if REFRACTORY:
+            is_free = refr == 0
+            z = tl.where(is_free, z, 0.0).to(v.dtype)
+            refr = tl.where(z > 0, n_refractory - 1, tl.maximum(refr - 1, 0))
+            tl.store(p_free, is_free.to(tl.uint8), mask=mask)
+        tl.store(p_spikes, z, mask=mask)
+        tl.store(p_scaled, s, mask=mask)
+        p_drive += lanes
+        p_spikes += lanes
+        p_scaled += lanes
+        p_free += lanes
+    tl.store(v_ptr + offs, v, mask=mask)
+    tl.store(a_ptr + offs, a, mask=mask)
+    tl.store(refr_ptr + offs, refr, mask=mask)
+
+@triton.jit
+def pseudo(s, p1, p2, SURROGATE: tl.constexpr):
+    """ψ(s) in Surrogate.pseudo's operation order (p1, p2 from :func:`_constants`)."""
+    if SURROGATE == 0:       # fast sigmoid: 1 / (1 + slope |s|)²
+        d = 1.0 + p1 * tl.abs(s)
+        psi = tl.math.fdiv(1.0, d * d, ieee_rounding=True)
+    elif SURROGATE == 1:     # triangle: γ max(0, 1 − slope |s|) slope
+        psi = p2 * tl.maximum(1.0 - p1 * tl.abs(s), 0.0) * p1
+    else:                    # arctan: (slope / 2) / (1 + (π/2 slope s)²)
+        u = p1 * s
+        psi = tl.math.fdiv(p2, 1.0 + u * u, ieee_rounding=True)
+    return psi
+
+@triton.jit
+def lif_backward(scaled, free, g_spikes, g_current, g_v_ptr, g_a_ptr, g_z_ptr, beta_ptr, consts,
+                         n_steps, lanes, n_units,
+                         ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr, TRACK_A: tl.constexpr,
+                         SURROGATE: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < lanes
+    alpha = tl.load(consts)
+    rho = tl.load(consts + 1)
+    v_th = tl.load(consts + 2)
+    p1 = tl.load(consts + 3)
+    p2 = tl.load(consts + 4)
+    g_v = tl.load(g_v_ptr + offs, mask=mask, other=0.0)
+    g_a = tl.load(g_a_ptr + offs, mask=mask, other=0.0)
+    g_z = tl.load(g_z_ptr + offs, mask=mask, other=0.0)
+    if ADAPTIVE:
+        beta = tl.load(beta_ptr + offs % n_units, mask=mask, other=0.0)
+    p_scaled = scaled + offs
+    p_free = free + offs
+    p_g_spikes = g_spikes + offs
+    p_g_current = g_current + offs
+    for _ in range(n_steps):
+        s = tl.load(p_scaled, mask=mask, other=0.0)
+        psi = tl.math.fdiv(pseudo(s, p1, p2, SURROGATE), v_th, ieee_rounding=True)
+        if REFRACTORY:
+            psi = psi * tl.load(p_free, mask=mask, other=0).to(s.dtype)
+        g_s = (g_z + tl.load(p_g_spikes, mask=mask, other=0.0)) * psi
+        g_vt = g_v + g_s
+        tl.store(p_g_current, g_vt, mask=mask)
+        if ADAPTIVE:
+            g_a = g_a - beta * g_s
+        # ∂L/∂z^{t−1} through step t: the reset and the adaptation input (the recurrent
+        # input is added by the caller's addmm)
+        g_z = g_vt * (-v_th)
+        if TRACK_A:
+            g_z = g_z + g_a
+            g_a = g_a * rho
+        g_v = g_vt * alpha
+        p_scaled -= lanes
+        p_free -= lanes
+        p_g_spikes -= lanes
+        p_g_current -= lanes
+    tl.store(g_v_ptr + offs, g_v, mask=mask)
+    tl.store(g_a_ptr + offs, g_a, mask=mask)
+    tl.store(g_z_ptr + offs, g_z, mask=mask)

@@ -1,0 +1,207 @@
+"""Triton kernels for :func:`~creditlab.models.fused.lif_sequence` on CUDA.
+
+The PyTorch loop of :mod:`creditlab.models.fused` launches ~8 kernels per
+time step in forward and ~8 in backward; at T = 1000 that is ~16 000 launches
+whose fixed cost, not arithmetic, sets the time on a GPU.  Here each lane
+(one batch entry × one neuron) keeps v, a, z and its refractory counter in
+registers while one kernel walks the steps:
+
+- feed-forward (no ``w_rec``): the whole sequence is one forward launch and
+  one backward launch — the time loop runs inside the kernel;
+- recurrent: each step is ``c = z^{t−1} W_recᵀ + I^t`` (one PyTorch product)
+  and one kernel launch for the rest of the step; backward likewise is one
+  launch and one ``addmm`` per step, and ∂L/∂W_rec is the same single
+  [N, T·B]·[T·B, N] product as the PyTorch path.
+
+The kernels compute the equations of :mod:`creditlab.models.fused` in the
+PyTorch path's operation order, with fused multiply-adds switched off and
+IEEE division, so the spikes are bit-for-bit those of the reference on the
+same device.  ψ is re-evaluated in backward from the stored scaled voltage.
+
+On a machine without a GPU the same kernels run in Triton's interpreter
+(``TRITON_INTERPRET=1``, CPU tensors), which is how the equality tests run
+in CI; the interpreter is far too slow for real work and is never picked
+automatically.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+import warnings
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import torch
+
+from .surrogate import Surrogate
+
+#: the float dtypes whose arithmetic the kernels reproduce exactly (half precision
+#: in PyTorch computes in float32 between rounding steps; the kernels would not)
+DTYPES = (torch.float32, torch.float64)
+#: surrogates with a Heaviside forward; ``"smooth"`` (graded spikes) stays on the PyTorch path
+SURROGATE_CODES = {"fast_sigmoid": 0, "triangle": 1, "arctan": 2}
+#: lanes per Triton program
+BLOCK = 256
+
+
+
+@functools.cache
+def _kernels() -> ModuleType:
+    from . import _triton_kernels
+    return _triton_kernels
+
+
+def interpreted() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def unavailable_reason(current: torch.Tensor, surrogate: Surrogate) -> str | None:
+    """Why the Triton kernels cannot run this sequence (``None`` when they can)."""
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed"
+    if not current.is_cuda and not interpreted():
+        return "Triton kernels run on CUDA tensors (or on CPU tensors under TRITON_INTERPRET=1)"
+    if current.dtype not in DTYPES:
+        return f"the Triton kernels take float32 or float64, got {current.dtype}"
+    if surrogate.name not in SURROGATE_CODES:
+        return f"surrogate {surrogate.name!r} has graded spikes; the Triton kernels take {tuple(SURROGATE_CODES)}"
+    return None
+
+
+_failed: dict[tuple[Any, ...], str] = {}
+
+
+def auto_usable(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, refractory: bool) -> bool:
+    """Whether ``backend="auto"`` takes the Triton kernels: CUDA, supported config, and a probe
+    launch of this kernel configuration compiled (a compiler failure warns once and falls back)."""
+    if not current.is_cuda or unavailable_reason(current, surrogate) is not None:
+        return False
+    key = (current.device, current.dtype, surrogate.name, adaptive, refractory)
+    if key not in _failed:
+        try:
+            _probe(current, surrogate, adaptive, refractory)
+            _failed[key] = ""
+        except Exception as err:      # a kernel that does not compile here must not break the run
+            _failed[key] = f"{type(err).__name__}: {err}"
+            warnings.warn(f"creditlab: the Triton LIF kernels failed to compile on {current.device} "
+                          f"({_failed[key]}); lif_sequence uses its PyTorch loop", RuntimeWarning, stacklevel=3)
+    return not _failed[key]
+
+
+def _probe(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, refractory: bool) -> None:
+    one = current.new_zeros(2, 1, 1)
+    beta = one.new_ones(1) if adaptive else None
+    cfg = _params(1.0, 0.9, 0.9, 2 if refractory else 0, surrogate)
+    z = one.new_zeros(1, 1)
+    out = forward(one, None, beta, z, z, z, torch.zeros(1, 1, dtype=torch.int32, device=one.device), cfg)
+    backward(out, torch.ones_like(one), None, None, None, beta, z, cfg)
+
+
+class KernelConfig(NamedTuple):
+    alpha: float
+    rho: float
+    v_th: float
+    n_refractory: int
+    surrogate: Surrogate
+
+
+def _params(alpha: float, rho: float, v_th: float, n_refractory: int, surrogate: Surrogate) -> KernelConfig:
+    return KernelConfig(float(alpha), float(rho), float(v_th), int(n_refractory), surrogate)
+
+
+def _constants(cfg: KernelConfig, like: torch.Tensor) -> torch.Tensor:
+    """The float constants in the sequence's dtype, read by the kernels from memory: a Triton
+    scalar argument would be rounded to float32, and float64 runs must match PyTorch's float64."""
+    s = cfg.surrogate
+    # the three ψ forms, with the constants grouped as Surrogate.pseudo groups them
+    if s.name == "fast_sigmoid":
+        p1, p2 = s.slope, 0.0
+    elif s.name == "triangle":
+        p1, p2 = s.slope, s.dampening
+    else:
+        p1, p2 = math.pi / 2 * s.slope, s.slope / 2
+    return torch.tensor([cfg.alpha, cfg.rho, cfg.v_th, p1, p2], dtype=like.dtype, device=like.device)
+
+
+class ForwardOut(NamedTuple):
+    spikes: torch.Tensor       # z^t, [T, B, N]
+    scaled: torch.Tensor       # s^t, [T, B, N]
+    free: torch.Tensor | None  # 1 where a neuron was not refractory at t, [T, B, N] uint8
+    v: torch.Tensor
+    a: torch.Tensor
+    refractory: torch.Tensor
+
+
+def _launch(name: str, lanes: int, *args: Any, **meta: Any) -> None:
+    # no fused multiply-adds: each product is rounded as in the PyTorch path
+    getattr(_kernels(), name)[(-(-lanes // BLOCK),)](*args, BLOCK=BLOCK, enable_fp_fusion=False, **meta)
+
+
+def forward(current: torch.Tensor, w_rec: torch.Tensor | None, beta: torch.Tensor | None,
+            v0: torch.Tensor, z0: torch.Tensor, a0: torch.Tensor, refractory0: torch.Tensor,
+            cfg: KernelConfig) -> ForwardOut:
+    """The forward sequence: one launch over all steps, or one product and one launch per step."""
+    current = current.contiguous()
+    n_steps, batch, n_units = current.shape
+    lanes = batch * n_units
+    spikes, scaled = torch.empty_like(current), torch.empty_like(current)
+    free = torch.empty(current.shape, dtype=torch.uint8, device=current.device) if cfg.n_refractory else None
+    v, a = v0.contiguous().clone(), a0.contiguous().clone()
+    refractory = refractory0.to(torch.int32).contiguous().clone()
+    consts = _constants(cfg, current)
+    beta_arg = beta.contiguous() if beta is not None else consts
+    meta = dict(ADAPTIVE=beta is not None, REFRACTORY=bool(cfg.n_refractory))
+
+    def run(drive: torch.Tensor, z_prev: torch.Tensor, t0: int, steps: int) -> None:
+        _launch("lif_forward", lanes, drive, spikes[t0], scaled[t0],
+                free[t0] if free is not None else spikes[t0], v, a, refractory, z_prev.contiguous(),
+                beta_arg, consts, steps, lanes, n_units, cfg.n_refractory, **meta)
+
+    if w_rec is None:
+        run(current, z0, 0, n_steps)
+    else:
+        c = torch.empty_like(v0)
+        z_prev = z0
+        for t in range(n_steps):
+            # product then sum, as the PyTorch path: the recurrent sum rounds the same way
+            torch.mm(z_prev, w_rec.t(), out=c).add_(current[t])
+            run(c, z_prev, t, 1)
+            z_prev = spikes[t]
+    return ForwardOut(spikes, scaled, free, v, a, refractory.to(refractory0.dtype))
+
+
+def backward(out: ForwardOut, g_spikes: torch.Tensor, g_v_end: torch.Tensor | None,
+             g_a_end: torch.Tensor | None, w_rec: torch.Tensor | None, beta: torch.Tensor | None,
+             z0: torch.Tensor, cfg: KernelConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """∂L/∂I for every step and ∂L/∂(v⁰, z⁰, a⁰), carried back through the whole sequence."""
+    scaled = out.scaled
+    n_steps, batch, n_units = scaled.shape
+    lanes = batch * n_units
+    g_spikes = g_spikes.contiguous()
+    g_current = torch.empty_like(scaled)
+    g_v = torch.zeros_like(z0) if g_v_end is None else g_v_end.contiguous().clone()
+    g_a = torch.zeros_like(z0) if g_a_end is None else g_a_end.contiguous().clone()
+    g_z = torch.zeros_like(z0)
+    consts = _constants(cfg, scaled)
+    beta_arg = beta.contiguous() if beta is not None else consts
+    free = out.free
+    meta = dict(ADAPTIVE=beta is not None, REFRACTORY=bool(cfg.n_refractory),
+                TRACK_A=beta is not None or g_a_end is not None,
+                SURROGATE=SURROGATE_CODES[cfg.surrogate.name])
+
+    def run(t_last: int, steps: int) -> None:
+        # pointers at the last step of the span; the kernel walks back ``steps`` steps
+        _launch("lif_backward", lanes, scaled[t_last], free[t_last] if free is not None else scaled[t_last],
+                g_spikes[t_last], g_current[t_last], g_v, g_a, g_z, beta_arg, consts, steps, lanes, n_units,
+                **meta)
+
+    if w_rec is None:
+        run(n_steps - 1, n_steps)
+    else:
+        for t in range(n_steps - 1, -1, -1):
+            run(t, 1)
+            g_z.addmm_(g_current[t], w_rec)
+    return g_current, g_v, g_z, g_a
