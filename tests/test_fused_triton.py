@@ -14,6 +14,8 @@ import torch
 
 pytest.importorskip("triton")
 
+import creditlab as cl  # noqa: E402
+from creditlab import native  # noqa: E402
 from creditlab.models import Surrogate, fused_triton, lif_sequence  # noqa: E402
 from creditlab.models.fused import LIFSequenceState  # noqa: E402
 
@@ -102,3 +104,41 @@ def test_auto_backend_takes_triton_only_on_cuda() -> None:
     assert fused_triton.auto_usable(current, Surrogate("fast_sigmoid", 10.0), adaptive=False,
                                     refractory=False) is CUDA
     assert fused_triton.auto_usable(current, Surrogate("smooth", 5.0), adaptive=False, refractory=False) is False
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("adaptive_fraction, rate_reg", [(0.0, 0.0), (0.5, 1e-4)])
+def test_eprop_triton_trace_pass_equals_the_other_passes(dtype: torch.dtype, rtol: float, adaptive_fraction: float,
+                                                         rate_reg: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = cl.models.LIF(4, 24, 2, adaptive_fraction=adaptive_fraction, seed=0).to(dtype=dtype, device=DEVICE)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(60, 3, 4, generator=gen) < 0.3).to(dtype=dtype, device=DEVICE)
+    y = torch.randn(60, 3, 2, generator=gen, dtype=dtype).to(DEVICE)
+    rule = cl.rules.EProp("random", seed=0, rate_target=10.0 if rate_reg else None, rate_reg=rate_reg)
+    monkeypatch.setattr(native, "supports", lambda *tensors: False)
+    monkeypatch.setattr(fused_triton, "eprop_usable", lambda ebar: True)
+    kernel = cl.rules.rule_estimate(net, rule, x, y)
+    assert rule._t["compiled"] is fused_triton.eprop_traces
+    monkeypatch.setattr(fused_triton, "eprop_usable", lambda ebar: False)
+    reference = cl.rules.rule_estimate(net, rule, x, y)
+    assert rule._t["compiled"] is None
+    for name, value in reference.items():
+        assert value.abs().max() > 0, name
+        torch.testing.assert_close(kernel[name], value, rtol=rtol, atol=rtol * float(value.abs().max()))
+
+
+def test_eprop_triton_trace_pass_equals_the_c_loop_bit_for_bit() -> None:
+    if not native.available():
+        pytest.skip(f"compiled loops unavailable: {native.reason()}")
+    gen = torch.Generator().manual_seed(0)
+    n, batch, p, n_alif = 5, 4, 300, 3
+    draw = lambda *shape: torch.rand(*shape, generator=gen)
+    psi, psi_prev, signal, zbar_new, zbar_old, beta = (draw(batch, n), draw(batch, n), draw(batch, n),
+                                                        draw(batch, p), draw(batch, p), draw(n_alif))
+    state = [draw(n, batch, p), draw(n_alif, batch, p), draw(n, p), draw(n, p)]
+    c_loop, kernel = [s.clone() for s in state], [s.to(DEVICE) for s in state]
+    native.eprop_traces(psi, psi_prev, zbar_new, zbar_old, beta, 0.97, 0.9, *c_loop[:2], signal, *c_loop[2:])
+    fused_triton.eprop_traces(*(v.to(DEVICE) for v in (psi, psi_prev, zbar_new, zbar_old, beta)), 0.97, 0.9,
+                              *kernel[:2], signal.to(DEVICE), *kernel[2:])
+    for name, want, got in zip(("ebar", "eps_a", "grad", "e_sum"), c_loop, kernel):
+        assert torch.equal(got.cpu(), want), name

@@ -80,7 +80,8 @@ threshold does not adapt), ``"learning_signal"`` (L_j^t, ``[B, N]``).
 Memory is constant in T: no autograd graph, nothing stored per step; the
 state is O(B·N·(n_in + N)) (ē for every synapse, ε^a for ALIF synapses).
 On the CPU the spiking traces (without ``reset_gradient``) and the gradient
-sum Σ_b L_j ē_ji run as one compiled pass per step (:mod:`creditlab.native`),
+sum Σ_b L_j ē_ji run as one compiled pass per step (:mod:`creditlab.native`;
+on CUDA the same pass is one Triton kernel, :mod:`creditlab.models.fused_triton`),
 since the step is bound by reading and writing ē and ε^a; a rate network
 adds its Σ_t L_j^t e_ji^t over chunks of ``GRAD_CHUNK`` steps in one product.
 
@@ -95,6 +96,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .. import _checks, native
+from ..models import fused_triton
 from ..models.base import Model
 from ..models.lif import LIF
 from ..models.rate import RateRNN
@@ -219,8 +221,14 @@ class EProp(Rule):
         if self.rate_reg > 0:
             t["e_sum"] = torch.zeros(n_rec, n_pre, **opts)
             t["spikes"] = torch.zeros(n_rec, **opts)
-        # the compiled loop reads and writes each trace once per step instead of ~6 passes
-        t["compiled"] = not self.reset_gradient and native.supports(t["ebar"])
+        # the compiled loop (C on the CPU, a Triton kernel on CUDA) reads and writes each
+        # trace once per step instead of ~6 passes
+        t["compiled"] = None
+        if not self.reset_gradient:
+            if native.supports(t["ebar"]):
+                t["compiled"] = native.eprop_traces
+            elif fused_triton.eprop_usable(t["ebar"]):
+                t["compiled"] = fused_triton.eprop_traces
         t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -245,7 +253,7 @@ class EProp(Rule):
                 signal = torch.matmul(error, tr["B"].t(), out=tr["L"])
             else:
                 tr["L"].zero_()
-        if tr["compiled"]:
+        if tr["compiled"] is not None:
             self._traces_compiled(local, signal)
         else:
             if self.reset_gradient:
@@ -265,7 +273,7 @@ class EProp(Rule):
         """:meth:`_traces_paper` and the gradient sum in one pass of the compiled loop."""
         model, tr = self.model, self._t
         zbar = self._presynaptic(local.zbar_in, local.zbar_rec).contiguous()
-        native.eprop_traces(tr["psi"].contiguous(), tr["psi_prev"].contiguous(), zbar, tr["zbar"],
+        tr["compiled"](tr["psi"].contiguous(), tr["psi_prev"].contiguous(), zbar, tr["zbar"],
                             tr["beta_flat"], model.rho, model.kappa, tr["ebar"], tr["eps_a"], signal, tr["grad"],
                             tr.get("e_sum"))
         tr["zbar"] = zbar
