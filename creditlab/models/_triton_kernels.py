@@ -9,9 +9,10 @@ import triton.language as tl
 
 
 @triton.jit
-def lif_forward(drive, spikes, scaled, free, v_ptr, a_ptr, refr_ptr, z_ptr, beta_ptr, consts,
-                        n_steps, lanes, n_units, n_refractory,
-                        ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr, BLOCK: tl.constexpr):
+def lif_forward(drive, recurrent, spikes, scaled, free, v_ptr, a_ptr, refr_ptr, z_ptr, beta_ptr, consts,
+                n_steps, lanes, n_units, n_refractory,
+                HAS_RECURRENT: tl.constexpr, ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr,
+                BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < lanes
     alpha = tl.load(consts)
@@ -29,6 +30,8 @@ def lif_forward(drive, spikes, scaled, free, v_ptr, a_ptr, refr_ptr, z_ptr, beta
     p_free = free + offs
     for _ in range(n_steps):
         c = tl.load(p_drive, mask=mask, other=0.0)
+        if HAS_RECURRENT:      # c = z^{t−1} W_recᵀ + I^t, the product computed by the caller
+            c = tl.load(recurrent + offs, mask=mask, other=0.0) + c
         # v = (α v + c) − v_th z^{t−1};  a = ρ a + z^{t−1};  s = (v − v_th − β a) / v_th
         v = v * alpha + c
         v = v - z * v_th
@@ -68,9 +71,9 @@ def pseudo(s, p1, p2, SURROGATE: tl.constexpr):
 
 @triton.jit
 def lif_backward(scaled, free, g_spikes, g_current, g_v_ptr, g_a_ptr, g_z_ptr, beta_ptr, consts,
-                         n_steps, lanes, n_units,
-                         ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr, TRACK_A: tl.constexpr,
-                         SURROGATE: tl.constexpr, BLOCK: tl.constexpr):
+                 n_steps, lanes, n_units,
+                 ADAPTIVE: tl.constexpr, REFRACTORY: tl.constexpr, TRACK_A: tl.constexpr,
+                 SURROGATE: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < lanes
     alpha = tl.load(consts)

@@ -8,8 +8,8 @@ registers while one kernel walks the steps:
 
 - feed-forward (no ``w_rec``): the whole sequence is one forward launch and
   one backward launch — the time loop runs inside the kernel;
-- recurrent: each step is ``c = z^{t−1} W_recᵀ + I^t`` (one PyTorch product)
-  and one kernel launch for the rest of the step; backward likewise is one
+- recurrent: each step is the product z^{t−1} W_recᵀ (PyTorch) and one
+  kernel launch for the rest, I^t added inside the kernel; backward likewise is one
   launch and one ``addmm`` per step, and ∂L/∂W_rec is the same single
   [N, T·B]·[T·B, N] product as the PyTorch path.
 
@@ -155,20 +155,20 @@ def forward(current: torch.Tensor, w_rec: torch.Tensor | None, beta: torch.Tenso
     beta_arg = beta.contiguous() if beta is not None else consts
     meta = dict(ADAPTIVE=beta is not None, REFRACTORY=bool(cfg.n_refractory))
 
-    def run(drive: torch.Tensor, z_prev: torch.Tensor, t0: int, steps: int) -> None:
-        _launch("lif_forward", lanes, drive, spikes[t0], scaled[t0],
-                free[t0] if free is not None else spikes[t0], v, a, refractory, z_prev.contiguous(),
-                beta_arg, consts, steps, lanes, n_units, cfg.n_refractory, **meta)
+    def run(recurrent: torch.Tensor | None, z_prev: torch.Tensor, t0: int, steps: int) -> None:
+        _launch("lif_forward", lanes, current[t0], recurrent if recurrent is not None else current[t0],
+                spikes[t0], scaled[t0], free[t0] if free is not None else spikes[t0], v, a, refractory,
+                z_prev.contiguous(), beta_arg, consts, steps, lanes, n_units, cfg.n_refractory,
+                HAS_RECURRENT=recurrent is not None, **meta)
 
     if w_rec is None:
-        run(current, z0, 0, n_steps)
+        run(None, z0, 0, n_steps)
     else:
-        c = torch.empty_like(v0)
+        product = torch.empty_like(v0)
         z_prev = z0
         for t in range(n_steps):
-            # product then sum, as the PyTorch path: the recurrent sum rounds the same way
-            torch.mm(z_prev, w_rec.t(), out=c).add_(current[t])
-            run(c, z_prev, t, 1)
+            # the product alone; the kernel adds I^t to it, the PyTorch path's sum and rounding
+            run(torch.mm(z_prev, w_rec.t(), out=product), z_prev, t, 1)
             z_prev = spikes[t]
     return ForwardOut(spikes, scaled, free, v, a, refractory.to(refractory0.dtype))
 
