@@ -46,7 +46,7 @@ def run_benchmark(name: str) -> None:
 
 
 #: the tests that hold every fast path to the step-by-step reference
-EQUALITY_TESTS = ("tests/test_fused.py", "tests/test_native.py")
+EQUALITY_TESTS = ("tests/test_fused.py", "tests/test_fused_triton.py", "tests/test_native.py")
 
 
 def equality_check() -> str:
