@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from creditlab.models.reservoir import EchoState
+from creditlab.models.reservoir import EchoState, gram_matrix
 from creditlab.tasks.timeseries import mackey_glass, narma10, nrmse
 
 
@@ -117,3 +117,11 @@ def test_fit_rejects_bad_washout_and_shapes():
         res.fit(x, torch.randn(20, 1, 1), washout=20)
     with pytest.raises(ValueError, match="y"):
         res.fit(x, torch.randn(19, 1, 1))
+
+
+def test_gram_matrix_is_the_symmetric_product_of_the_design() -> None:
+    design = torch.rand(300, 41, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gram = gram_matrix(design)
+    assert torch.equal(gram, gram.t())
+    torch.testing.assert_close(gram, design.t() @ design, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gram_matrix(design.float()), design.float().t() @ design.float())
