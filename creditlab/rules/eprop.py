@@ -83,7 +83,8 @@ On the CPU the spiking traces (without ``reset_gradient``) and the gradient
 sum Σ_b L_j ē_ji run as one compiled pass per step (:mod:`creditlab.native`;
 on CUDA the same pass is one Triton kernel, :mod:`creditlab.models.fused_triton`),
 since the step is bound by reading and writing ē and ε^a; a rate network
-adds its Σ_t L_j^t e_ji^t over chunks of ``GRAD_CHUNK`` steps in one product.
+stores ε, δ, ψ and r of ``GRAD_CHUNK`` steps and adds Σ_t L_j^t e_ji^t and the
+readout's Σ_t δ_k^t r_j^t over each chunk in one product apiece.
 
 A run is one trial: traces start at zero at every ``Simulator.run``.
 Without a target nothing is written into ``p.grad``.
@@ -194,9 +195,13 @@ class EProp(Rule):
         else:
             t["eps"] = torch.zeros(batch, n_cols, **opts)
             t["psi"] = torch.zeros(batch, n_rec, **opts)
+            t["error"] = None
             chunk = min(GRAD_CHUNK, x.shape[0])
-            t["signals"] = torch.empty(chunk, batch, n_rec, **opts)   # L ⊙ ψ of the pending steps
-            t["traces"] = torch.empty(chunk, batch, n_cols, **opts)   # ε of the pending steps
+            # the pending steps' ε, δ, ψ and r, summed into the gradients in one product each
+            t["traces"] = torch.empty(chunk, batch, n_cols, **opts)
+            t["errors"] = torch.empty(chunk, batch, n_out, **opts)
+            t["psis"] = torch.empty(chunk, batch, n_rec, **opts)
+            t["rates"] = torch.empty(chunk, batch, n_rec, **opts)
             t["pending"] = 0
         self._t = t
 
@@ -325,6 +330,13 @@ class EProp(Rule):
             e[rows] -= psi[rows] * tr["beta_rows"] * tr["eps_a"]
         return e.transpose(0, 1)
 
+    def _learning_signal(self) -> torch.Tensor:
+        """L^t = δ^t Bᵀ of the current step (a rate network forms it per chunk, so here on demand)."""
+        tr = self._t
+        if isinstance(self.model, LIF):
+            return tr["L"]
+        return tr["L"] if tr["error"] is None else tr["error"] @ tr["B"].t()
+
     def _eps_a(self) -> torch.Tensor | None:
         """ε^a as [B, N, P] (rows of neurons without adaptation are zero)."""
         tr = self._t
@@ -336,32 +348,42 @@ class EProp(Rule):
         return full.transpose(0, 1)
 
     def _step_rate(self, local: NamedTuple, error: torch.Tensor | None) -> None:
+        """ε^{t+1} = (1 − λ) ε^t + λ x̂ written straight into the pending-steps buffer, then δ, ψ
+        and r stored beside it: the gradient terms are summed per chunk in :meth:`_flush_rate`."""
         model, tr = self.model, self._t
-        delivered = self._presynaptic(local.x, local.pre_rec)
+        k, n_in, n_pre = tr["pending"], tr["n_in"], tr["n_pre"]
+        eps = torch.mul(tr["eps"], 1 - model.leak, out=tr["traces"][k])
+        eps[:, :n_in].add_(local.x, alpha=model.leak)
+        if model.w_rec is not None:
+            eps[:, n_in:n_pre].add_(local.pre_rec, alpha=model.leak)
         if model.b is not None:
-            delivered = torch.cat([delivered, torch.ones_like(delivered[:, :1])], 1)
-        tr["eps"].mul_(1 - model.leak).add_(delivered, alpha=model.leak)
-        tr["psi"] = local.psi
+            eps[:, n_pre:].add_(model.leak)
+        tr["eps"], tr["psi"], tr["error"] = eps, local.psi, error
         if error is not None:
-            self._accumulate_readout(error, local.r, 1.0)
-            torch.matmul(error, tr["B"].t(), out=tr["L"])
-            k = tr["pending"]
-            torch.mul(tr["L"], local.psi, out=tr["signals"][k])
-            tr["traces"][k].copy_(tr["eps"])
+            tr["errors"][k].copy_(error)
+            tr["psis"][k].copy_(local.psi)
+            tr["rates"][k].copy_(local.r)
             tr["pending"] = k + 1
-            if k + 1 == tr["signals"].shape[0]:
+            if k + 1 == tr["traces"].shape[0]:
                 self._flush_rate()
 
     def _flush_rate(self) -> None:
-        """Add Σ_t (L^t ⊙ ψ^t)ᵀ ε^t over the pending steps to the gradient in one product.
+        """Add the pending steps' terms to the gradients, one product each:
 
-        One [N, k·B] × [k·B, P] product instead of k products over B rows each: the same
-        sum, at a matrix-product efficiency that B = 32 rows alone do not reach."""
+            ∂L/∂W  += Σ_t (L^t ⊙ ψ^t)ᵀ ε^t,   L^t = δ^t Bᵀ
+            ∂L/∂W_out += Σ_t (δ^t)ᵀ r^t,    ∂L/∂b_out += Σ_t Σ_b δ^t
+
+        Products over k·B rows instead of k products over B rows each: the same sums,
+        at a matrix-product efficiency that B = 32 rows alone do not reach."""
         tr = self._t
         k = tr["pending"]
         if k:
-            n_rec, n_cols = tr["signals"].shape[-1], tr["traces"].shape[-1]
-            tr["grad"].addmm_(tr["signals"][:k].view(-1, n_rec).t(), tr["traces"][:k].view(-1, n_cols))
+            n_rec, n_out, n_cols = tr["psis"].shape[-1], tr["errors"].shape[-1], tr["traces"].shape[-1]
+            errors = tr["errors"][:k].view(-1, n_out)
+            signals = (errors @ tr["B"].t()).mul_(tr["psis"][:k].view(-1, n_rec))
+            tr["grad"].addmm_(signals.t(), tr["traces"][:k].view(-1, n_cols))
+            tr["grad_out"].addmm_(errors.t(), tr["rates"][:k].view(-1, n_rec))
+            tr["grad_b_out"].add_(errors.sum(0))
             tr["pending"] = 0
 
     def _presynaptic(self, inputs: torch.Tensor, recurrent: torch.Tensor) -> torch.Tensor:
@@ -416,7 +438,7 @@ class EProp(Rule):
         if not tr:
             return {}
         e, eps_a, n_in = self._eligibility(), self._eps_a(), tr["n_in"]
-        out = {"eligibility_in": e[..., :n_in], "learning_signal": tr["L"]}
+        out = {"eligibility_in": e[..., :n_in], "learning_signal": self._learning_signal()}
         if self.model.w_rec is not None:
             out["eligibility"] = e[..., n_in:]
         if eps_a is not None:
