@@ -222,6 +222,17 @@ def test_traces_are_recordable_through_monitors() -> None:
     assert torch.equal(picked.eligibility, record.eligibility[:, :, [7, 2], [1, 5]])
 
 
+def test_recording_traces_leaves_the_gradient_unchanged() -> None:
+    # monitors read the traces every step, so the chunked compiled pass runs one step at a time
+    net = _lif(recurrent=True, adaptive_fraction=0.5)
+    x, y = _data(n_steps=29, batch=3)
+    plain = cl.rules.rule_estimate(net, cl.rules.EProp("symmetric"), x, y)
+    sim = cl.Simulator(net, cl.rules.EProp("symmetric"), ["eligibility", "eps_a"])
+    sim.run(x, y)
+    for name, param in net.named_parameters():
+        assert torch.equal(param.grad, plain[name]), name
+
+
 def test_adaptive_feedback_follows_kolen_pollack() -> None:
     """With SGD(lr=η, weight_decay=λ) on the readout and feedback_lr=η, feedback_decay=ηλ,
     B − W_outᵀ shrinks by (1 − ηλ) every run."""

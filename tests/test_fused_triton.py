@@ -131,14 +131,15 @@ def test_eprop_triton_trace_pass_equals_the_c_loop_bit_for_bit() -> None:
     if not native.available():
         pytest.skip(f"compiled loops unavailable: {native.reason()}")
     gen = torch.Generator().manual_seed(0)
-    n, batch, p, n_alif = 5, 4, 300, 3
+    chunk, n, batch, p, n_alif = 3, 5, 4, 300, 3
     draw = lambda *shape: torch.rand(*shape, generator=gen)
-    psi, psi_prev, signal, zbar_new, zbar_old, beta = (draw(batch, n), draw(batch, n), draw(batch, n),
-                                                        draw(batch, p), draw(batch, p), draw(n_alif))
+    psi, zbar, signal, beta = (draw(chunk + 1, batch, n), draw(chunk + 1, batch, p), draw(chunk, batch, n),
+                               draw(n_alif))
+    active = torch.tensor([1, 0, 1], dtype=torch.uint8)      # the middle step has no learning signal
     state = [draw(n, batch, p), draw(n_alif, batch, p), draw(n, p), draw(n, p)]
     c_loop, kernel = [s.clone() for s in state], [s.to(DEVICE) for s in state]
-    native.eprop_traces(psi, psi_prev, zbar_new, zbar_old, beta, 0.97, 0.9, *c_loop[:2], signal, *c_loop[2:])
-    fused_triton.eprop_traces(*(v.to(DEVICE) for v in (psi, psi_prev, zbar_new, zbar_old, beta)), 0.97, 0.9,
-                              *kernel[:2], signal.to(DEVICE), *kernel[2:])
+    native.eprop_traces(psi, zbar, beta, 0.97, 0.9, *c_loop[:2], signal, active, *c_loop[2:])
+    fused_triton.eprop_traces(*(v.to(DEVICE) for v in (psi, zbar, beta)), 0.97, 0.9, *kernel[:2],
+                              signal.to(DEVICE), active.to(DEVICE), *kernel[2:])
     for name, want, got in zip(("ebar", "eps_a", "grad", "e_sum"), c_loop, kernel):
         assert torch.equal(got.cpu(), want), name

@@ -117,46 +117,46 @@ def lif_backward(scaled, free, g_spikes, g_current, g_v_ptr, g_a_ptr, g_z_ptr, b
 
 
 @triton.jit
-def eprop_traces(psi, psi_prev, zbar_new, zbar_old, beta, consts, ebar, eps_a, signal, grad, e_sum,
-                 n, batch, p, first,
-                 HAS_SIGNAL: tl.constexpr, HAS_E_SUM: tl.constexpr, BLOCK: tl.constexpr):
-    """One e-prop step for postsynaptic neuron j = program 0 and a block of presynaptic i:
-    the batch loop of ``eprop_traces`` in creditlab/native/loops.c, term for term."""
+def eprop_traces(psi, zbar, beta, consts, ebar, eps_a, signal, active, grad, e_sum,
+                 n_chunk, n, batch, p, first,
+                 HAS_E_SUM: tl.constexpr, BLOCK: tl.constexpr):
+    """A chunk of e-prop steps for postsynaptic neuron j = program 0 and a block of presynaptic
+    i: the loops over steps and batch of ``eprop_traces`` in creditlab/native/loops.c, term for term."""
     j = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < p
     rho = tl.load(consts)
     kappa = tl.load(consts + 1)
     row = j * p + cols
-    if HAS_SIGNAL:
-        g = tl.load(grad + row, mask=mask, other=0.0)
+    g = tl.load(grad + row, mask=mask, other=0.0)
     if HAS_E_SUM:
         es = tl.load(e_sum + row, mask=mask, other=0.0)
     adaptive = j >= first
-    for b in range(batch):
-        ps = tl.load(psi + b * n + j)
-        zn = tl.load(zbar_new + b * p + cols, mask=mask, other=0.0)
-        p_e = ebar + (j * batch + b) * p + cols
-        e = tl.load(p_e, mask=mask, other=0.0)
-        if adaptive:
-            bj = tl.load(beta + (j - first))
-            pp = tl.load(psi_prev + b * n + j)
-            p_a = eps_a + ((j - first) * batch + b) * p + cols
-            a = tl.load(p_a, mask=mask, other=0.0) * (rho - bj * pp) \
-                + pp * tl.load(zbar_old + b * p + cols, mask=mask, other=0.0)
-            tl.store(p_a, a, mask=mask)
-            pb = ps * bj
-            e = (e * kappa + ps * zn) - pb * a
-            direct = ps * zn - pb * a
-        else:
-            e = e * kappa + ps * zn
-            direct = ps * zn
-        tl.store(p_e, e, mask=mask)
-        if HAS_E_SUM:
-            es += direct
-        if HAS_SIGNAL:
-            g += e * tl.load(signal + b * n + j)
-    if HAS_SIGNAL:
-        tl.store(grad + row, g, mask=mask)
+    for k in range(n_chunk):
+        has_signal = tl.load(active + k) != 0
+        for b in range(batch):
+            ps = tl.load(psi + ((k + 1) * batch + b) * n + j)
+            zn = tl.load(zbar + ((k + 1) * batch + b) * p + cols, mask=mask, other=0.0)
+            p_e = ebar + (j * batch + b) * p + cols
+            e = tl.load(p_e, mask=mask, other=0.0)
+            if adaptive:
+                bj = tl.load(beta + (j - first))
+                pp = tl.load(psi + (k * batch + b) * n + j)
+                p_a = eps_a + ((j - first) * batch + b) * p + cols
+                a = tl.load(p_a, mask=mask, other=0.0) * (rho - bj * pp) \
+                    + pp * tl.load(zbar + (k * batch + b) * p + cols, mask=mask, other=0.0)
+                tl.store(p_a, a, mask=mask)
+                pb = ps * bj
+                e = (e * kappa + ps * zn) - pb * a
+                direct = ps * zn - pb * a
+            else:
+                e = e * kappa + ps * zn
+                direct = ps * zn
+            tl.store(p_e, e, mask=mask)
+            if HAS_E_SUM:
+                es += direct
+            if has_signal:
+                g += e * tl.load(signal + (k * batch + b) * n + j)
+    tl.store(grad + row, g, mask=mask)
     if HAS_E_SUM:
         tl.store(e_sum + row, es, mask=mask)

@@ -213,17 +213,16 @@ def eprop_usable(ebar: torch.Tensor) -> bool:
     return ebar.is_cuda and ebar.dtype in DTYPES and importlib.util.find_spec("triton") is not None
 
 
-def eprop_traces(psi: torch.Tensor, psi_prev: torch.Tensor, zbar_new: torch.Tensor, zbar_old: torch.Tensor,
-                 beta: torch.Tensor, rho: float, kappa: float, ebar: torch.Tensor, eps_a: torch.Tensor | None,
-                 signal: torch.Tensor | None, grad: torch.Tensor, e_sum: torch.Tensor | None = None) -> None:
-    """:func:`creditlab.native.eprop_traces` as one Triton launch: ε^a, ē and the gradient sum of
-    one e-prop step, each trace read and written once (same arguments, same updates)."""
+def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho: float, kappa: float,
+                 ebar: torch.Tensor, eps_a: torch.Tensor | None, signal: torch.Tensor, active: torch.Tensor,
+                 grad: torch.Tensor, e_sum: torch.Tensor | None = None) -> None:
+    """:func:`creditlab.native.eprop_traces` as one Triton launch: ε^a, ē and the gradient sums of
+    a chunk of e-prop steps, each trace read and written once (same arguments, same updates)."""
     n, batch, p = ebar.shape
     n_alif = 0 if eps_a is None else eps_a.shape[0]
     consts = torch.tensor([rho, kappa], dtype=ebar.dtype, device=ebar.device)
     grid = (n, -(-p // BLOCK))
     _kernels().eprop_traces[grid](
-        psi, psi_prev, zbar_new, zbar_old, beta if n_alif else consts, consts, ebar,
-        eps_a if eps_a is not None else ebar, signal if signal is not None else psi, grad,
-        e_sum if e_sum is not None else grad, n, batch, p, n - n_alif,
-        HAS_SIGNAL=signal is not None, HAS_E_SUM=e_sum is not None, BLOCK=BLOCK, enable_fp_fusion=False)
+        psi, zbar, beta if n_alif else consts, consts, ebar, eps_a if eps_a is not None else ebar, signal,
+        active, grad, e_sum if e_sum is not None else grad, signal.shape[0], n, batch, p, n - n_alif,
+        HAS_E_SUM=e_sum is not None, BLOCK=BLOCK, enable_fp_fusion=False)

@@ -109,7 +109,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         esn.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, real, real, ptr, ptr]
         esn.restype = None
         eprop = getattr(lib, f"eprop_traces_{suffix}")
-        eprop.argtypes = [i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, real, real, ptr, ptr, ptr, ptr, ptr]
+        eprop.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, real, real, ptr, ptr, ptr, ptr, ptr, ptr]
         eprop.restype = None
     return lib
 
@@ -175,16 +175,19 @@ def esn_states(current: torch.Tensor, weight: torch.Tensor, leak: float,
     return out
 
 
-def eprop_traces(psi: torch.Tensor, psi_prev: torch.Tensor, zbar_new: torch.Tensor, zbar_old: torch.Tensor,
-                 beta: torch.Tensor, rho: float, kappa: float, ebar: torch.Tensor, eps_a: torch.Tensor | None,
-                 signal: torch.Tensor | None, grad: torch.Tensor, e_sum: torch.Tensor | None = None) -> None:
-    """One step of e-prop's LIF/ALIF traces in place, then ``grad += Σ_b signal ⊙ ē`` (see ``loops.c``).
+def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho: float, kappa: float,
+                 ebar: torch.Tensor, eps_a: torch.Tensor | None, signal: torch.Tensor, active: torch.Tensor,
+                 grad: torch.Tensor, e_sum: torch.Tensor | None = None) -> None:
+    """K steps of e-prop's LIF/ALIF traces in place, each followed by ``grad += Σ_b signal ⊙ ē``
+    (see ``loops.c``).
 
+    ``psi [K+1, B, N]`` and ``zbar [K+1, B, P]`` hold the step before the
+    chunk at index 0 and the chunk's steps after it; ``signal [K, B, N]``,
+    ``active [K]`` (uint8: 1 where the step has a learning signal);
     ``ebar [N, B, P]``, ``eps_a [A, B, P]`` (the last A neurons adapt, with
-    ``beta [A]``), ``psi, psi_prev, signal [B, N]``, ``zbar_* [B, P]``,
-    ``grad [N, P]``; ``signal=None`` updates the traces only.  ``e_sum [N, P]``
-    (optional) accumulates Σ_b e, the unfiltered eligibility, for the rate
-    regulariser.
+    ``beta [A]``), ``grad [N, P]``.  ``e_sum [N, P]`` (optional) accumulates
+    Σ_b e, the unfiltered eligibility, for the rate regulariser.  The result
+    equals K one-step calls bit for bit, with each trace read once per chunk.
     """
     lib = _load()
     if lib is None:
@@ -192,6 +195,6 @@ def eprop_traces(psi: torch.Tensor, psi_prev: torch.Tensor, zbar_new: torch.Tens
     n, batch, p = ebar.shape
     n_alif = 0 if eps_a is None else eps_a.shape[0]
     getattr(lib, f"eprop_traces_{DTYPES[ebar.dtype]}")(
-        n, batch, p, n_alif, _pointer(psi), _pointer(psi_prev), _pointer(zbar_new), _pointer(zbar_old),
-        _pointer(beta), rho, kappa, _pointer(ebar), _pointer(eps_a), _pointer(signal), _pointer(grad),
-        _pointer(e_sum))
+        signal.shape[0], n, batch, p, n_alif, _pointer(psi), _pointer(zbar), _pointer(beta), rho, kappa,
+        _pointer(ebar), _pointer(eps_a), _pointer(signal), _pointer(active), _pointer(grad), _pointer(e_sum))
+

@@ -136,59 +136,82 @@ ESN_STATES(esn_states_f64, double, tanh)
 ESN_STATES(esn_states_f32, float, tanhf)
 
 /* e-prop eligibility traces of a LIF/ALIF layer, Bellec et al. (2020) form
- * without the reset term (EProp._traces_paper), for one step, followed by the
- * gradient sum: every trace is read and written once.  For postsynaptic j,
- * batch entry b and presynaptic i (the last n_alif neurons adapt):
- *   eps_a[j,b,i] <- (rho - beta_j psi_prev[b,j]) eps_a[j,b,i] + psi_prev[b,j] zbar_old[b,i]
- *   ebar[j,b,i]  <- kappa ebar[j,b,i] + psi[b,j] zbar_new[b,i]  (- psi[b,j] beta_j eps_a[j,b,i])
- *   grad[j,i]    += sum_b signal[b,j] ebar[j,b,i]                (when signal is not NULL)
- *   e_sum[j,i]   += sum_b psi[b,j] (zbar_new[b,i] - beta_j eps_a[j,b,i])   (when e_sum is not NULL)
- * ebar [n, B, p], eps_a [n_alif, B, p], psi, psi_prev, signal [B, n],
- * zbar_new, zbar_old [B, p], beta [n_alif], grad and e_sum [n, p]. */
+ * without the reset term (EProp._traces_paper), for a chunk of K consecutive
+ * steps, each followed by its gradient sum.  Step k of the chunk, for
+ * postsynaptic j, batch entry b and presynaptic i (the last n_alif neurons adapt):
+ *   eps_a[j,b,i] <- (rho - beta_j psi[k][b,j]) eps_a[j,b,i] + psi[k][b,j] zbar[k][b,i]
+ *   ebar[j,b,i]  <- kappa ebar[j,b,i] + psi[k+1][b,j] zbar[k+1][b,i]  (- psi[k+1][b,j] beta_j eps_a[j,b,i])
+ *   grad[j,i]    += sum_b signal[k][b,j] ebar[j,b,i]              (when active[k])
+ *   e_sum[j,i]   += sum_b psi[k+1][b,j] (zbar[k+1][b,i] - beta_j eps_a[j,b,i])  (when e_sum is not NULL)
+ * psi [K+1, B, n] and zbar [K+1, B, p] hold the step before the chunk at index
+ * 0; signal [K, B, n]; active [K] (1: the step has a learning signal); ebar
+ * [n, B, p], eps_a [n_alif, B, p], beta [n_alif], grad and e_sum [n, p].
+ * The loops run j, then k, then b: a neuron's B trace rows stay in cache for
+ * the K steps, so each trace crosses the memory bus once per chunk instead of
+ * once per step, while every sum is added in the order of K single steps. */
 #define EPROP_TRACES(NAME, REAL)                                                    \
 static WIDE void NAME##_row(int64_t p, REAL ps, REAL kappa, const REAL *zn,         \
                             REAL *restrict e, REAL pp, REAL decay, REAL pb,         \
                             const REAL *zo, REAL *restrict ea,                      \
                             REAL l, REAL *restrict g, REAL *restrict es)            \
 {                                                                                   \
-    if (ea) {                                                                       \
+    /* the gradient sum rides in the trace loop: one pass over the row */           \
+    if (ea && g) {                                                                  \
+        for (int64_t i = 0; i < p; ++i) {                                           \
+            const REAL a = ea[i] * decay + pp * zo[i];                              \
+            const REAL en = (e[i] * kappa + ps * zn[i]) - pb * a;                   \
+            ea[i] = a;                                                              \
+            e[i] = en;                                                              \
+            g[i] += en * l;                                                         \
+        }                                                                           \
+    } else if (ea) {                                                                \
         for (int64_t i = 0; i < p; ++i) {                                           \
             const REAL a = ea[i] * decay + pp * zo[i];                              \
             ea[i] = a;                                                              \
             e[i] = (e[i] * kappa + ps * zn[i]) - pb * a;                            \
         }                                                                           \
-        if (es)                                                                     \
-            for (int64_t i = 0; i < p; ++i) es[i] += ps * zn[i] - pb * ea[i];       \
+    } else if (g) {                                                                 \
+        for (int64_t i = 0; i < p; ++i) {                                           \
+            const REAL en = e[i] * kappa + ps * zn[i];                              \
+            e[i] = en;                                                              \
+            g[i] += en * l;                                                         \
+        }                                                                           \
     } else {                                                                        \
         for (int64_t i = 0; i < p; ++i) e[i] = e[i] * kappa + ps * zn[i];           \
-        if (es)                                                                     \
+    }                                                                               \
+    if (es) {                                                                       \
+        if (ea)                                                                     \
+            for (int64_t i = 0; i < p; ++i) es[i] += ps * zn[i] - pb * ea[i];       \
+        else                                                                        \
             for (int64_t i = 0; i < p; ++i) es[i] += ps * zn[i];                    \
     }                                                                               \
-    if (g)                                                                          \
-        for (int64_t i = 0; i < p; ++i) g[i] += e[i] * l;                           \
 }                                                                                   \
                                                                                     \
-void NAME(int64_t n, int64_t batch, int64_t p, int64_t n_alif, const REAL *psi,     \
-          const REAL *psi_prev, const REAL *zbar_new, const REAL *zbar_old,         \
-          const REAL *beta, REAL rho, REAL kappa, REAL *ebar, REAL *eps_a,          \
-          const REAL *signal, REAL *grad, REAL *e_sum)                              \
+void NAME(int64_t n_chunk, int64_t n, int64_t batch, int64_t p, int64_t n_alif,    \
+          const REAL *psi, const REAL *zbar, const REAL *beta, REAL rho,            \
+          REAL kappa, REAL *ebar, REAL *eps_a, const REAL *signal,                  \
+          const uint8_t *active, REAL *grad, REAL *e_sum)                           \
 {                                                                                   \
     const int64_t first = n - n_alif;                                               \
     for (int64_t j = 0; j < n; ++j) {                                               \
-        REAL *g = signal ? grad + j * p : NULL;                                     \
         REAL *es = e_sum ? e_sum + j * p : NULL;                                    \
-        for (int64_t b = 0; b < batch; ++b) {                                       \
-            const REAL ps = psi[b * n + j];                                         \
-            const REAL l = signal ? signal[b * n + j] : 0;                          \
-            REAL *e = ebar + (j * batch + b) * p;                                   \
-            if (j >= first) {                                                       \
-                const REAL bj = beta[j - first], pp = psi_prev[b * n + j];          \
-                NAME##_row(p, ps, kappa, zbar_new + b * p, e, pp, rho - bj * pp,    \
-                           ps * bj, zbar_old + b * p,                               \
-                           eps_a + ((j - first) * batch + b) * p, l, g, es);        \
-            } else {                                                                \
-                NAME##_row(p, ps, kappa, zbar_new + b * p, e, 0, 0, 0, NULL, NULL,  \
-                           l, g, es);                                               \
+        for (int64_t k = 0; k < n_chunk; ++k) {                                     \
+            const REAL *ps_k = psi + (k + 1) * batch * n, *pp_k = psi + k * batch * n; \
+            const REAL *zn_k = zbar + (k + 1) * batch * p, *zo_k = zbar + k * batch * p; \
+            REAL *g = active[k] ? grad + j * p : NULL;                              \
+            for (int64_t b = 0; b < batch; ++b) {                                   \
+                const REAL ps = ps_k[b * n + j];                                    \
+                const REAL l = g ? signal[(k * batch + b) * n + j] : 0;             \
+                REAL *e = ebar + (j * batch + b) * p;                               \
+                if (j >= first) {                                                   \
+                    const REAL bj = beta[j - first], pp = pp_k[b * n + j];          \
+                    NAME##_row(p, ps, kappa, zn_k + b * p, e, pp, rho - bj * pp,    \
+                               ps * bj, zo_k + b * p,                               \
+                               eps_a + ((j - first) * batch + b) * p, l, g, es);    \
+                } else {                                                            \
+                    NAME##_row(p, ps, kappa, zn_k + b * p, e, 0, 0, 0, NULL, NULL,  \
+                               l, g, es);                                           \
+                }                                                                   \
             }                                                                       \
         }                                                                           \
     }                                                                               \

@@ -108,6 +108,9 @@ FEEDBACK = ("symmetric", "random", "adaptive")
 
 #: steps of a rate network whose weight-gradient terms are summed in one matrix product
 GRAD_CHUNK = 32
+#: steps of LIF/ALIF traces per compiled pass: the [N, B, P] traces cross the memory bus
+#: once per chunk, while the chunk's ψ and z̄ (K·B·(N + P) numbers) stay in cache
+TRACE_CHUNK = 16
 
 
 class EProp(Rule):
@@ -226,14 +229,21 @@ class EProp(Rule):
         if self.rate_reg > 0:
             t["e_sum"] = torch.zeros(n_rec, n_pre, **opts)
             t["spikes"] = torch.zeros(n_rec, **opts)
-        # the compiled loop (C on the CPU, a Triton kernel on CUDA) reads and writes each
-        # trace once per step instead of ~6 passes
+        # the compiled pass (C on the CPU, a Triton kernel on CUDA) runs every TRACE_CHUNK
+        # steps and reads and writes each trace once per chunk instead of ~6 times per step
         t["compiled"] = None
         if not self.reset_gradient:
             if native.supports(t["ebar"]):
                 t["compiled"] = native.eprop_traces
             elif fused_triton.eprop_usable(t["ebar"]):
                 t["compiled"] = fused_triton.eprop_traces
+        if t["compiled"] is not None:
+            chunk = min(TRACE_CHUNK, t["n_steps"])
+            t["psis"] = torch.zeros(chunk + 1, batch, n_rec, **opts)      # ψ, the step before first
+            t["zbars"] = torch.zeros(chunk + 1, batch, n_pre, **opts)     # z̄, likewise
+            t["signals"] = torch.zeros(chunk, batch, n_rec, **opts)       # L
+            t["active"] = []                                              # steps with a signal
+            t["staged"] = 0
         t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -259,7 +269,7 @@ class EProp(Rule):
             else:
                 tr["L"].zero_()
         if tr["compiled"] is not None:
-            self._traces_compiled(local, signal)
+            self._stage_traces(local, signal)
         else:
             if self.reset_gradient:
                 self._traces_with_reset(local)
@@ -274,14 +284,40 @@ class EProp(Rule):
         if error is not None:
             self._accumulate_readout(error, tr["z_out"], tr["b_out"])
 
-    def _traces_compiled(self, local: NamedTuple, signal: torch.Tensor | None) -> None:
-        """:meth:`_traces_paper` and the gradient sum in one pass of the compiled loop."""
-        model, tr = self.model, self._t
-        zbar = self._presynaptic(local.zbar_in, local.zbar_rec).contiguous()
-        tr["compiled"](tr["psi"].contiguous(), tr["psi_prev"].contiguous(), zbar, tr["zbar"],
-                            tr["beta_flat"], model.rho, model.kappa, tr["ebar"], tr["eps_a"], signal, tr["grad"],
-                            tr.get("e_sum"))
+    def _stage_traces(self, local: NamedTuple, signal: torch.Tensor | None) -> None:
+        """Queue this step's ψ, z̄ and L for the compiled pass, which runs every TRACE_CHUNK steps
+        (and before anything reads the traces): :meth:`_traces_paper` and the gradient sum, K steps
+        per pass, equal bit for bit to K single steps."""
+        tr = self._t
+        k = tr["staged"]
+        zbar = tr["zbars"][k + 1]
+        if self.model.w_rec is None:
+            zbar.copy_(local.zbar_in)
+        else:
+            torch.cat([local.zbar_in, local.zbar_rec], dim=-1, out=zbar)
+        tr["psis"][k + 1].copy_(local.psi)
+        if signal is not None:
+            tr["signals"][k].copy_(signal)
+        tr["active"].append(signal is not None)
         tr["zbar"] = zbar
+        tr["staged"] = k + 1
+        if k + 1 == tr["signals"].shape[0]:
+            self._flush_traces()
+
+    def _flush_traces(self) -> None:
+        """Run the compiled pass over the staged steps."""
+        model, tr = self.model, self._t
+        k = tr["staged"]
+        if not k:
+            return
+        active = torch.tensor(tr["active"], dtype=torch.uint8, device=tr["ebar"].device)
+        tr["compiled"](tr["psis"][:k + 1], tr["zbars"][:k + 1], tr["beta_flat"], model.rho, model.kappa,
+                       tr["ebar"], tr["eps_a"], tr["signals"][:k], active, tr["grad"], tr.get("e_sum"))
+        # the chunk's last step is the next chunk's step before first
+        tr["psis"][0].copy_(tr["psis"][k])
+        tr["zbars"][0].copy_(tr["zbars"][k])
+        tr["zbar"] = tr["zbars"][0]
+        tr["staged"], tr["active"] = 0, []
 
     def _traces_paper(self, local: NamedTuple) -> None:
         """ε^v = z̄ (shared by all postsynaptic neurons); ε^a and ē updated in place."""
@@ -403,6 +439,8 @@ class EProp(Rule):
         model, tr = self.model, self._t
         if "pending" in tr:
             self._flush_rate()
+        if "staged" in tr:
+            self._flush_traces()
         grad = tr["grad"]
         if "e_sum" in tr:
             grad = grad + self._rate_gradient(tr)
@@ -437,6 +475,8 @@ class EProp(Rule):
         tr = self._t
         if not tr:
             return {}
+        if "staged" in tr:
+            self._flush_traces()
         e, eps_a, n_in = self._eligibility(), self._eps_a(), tr["n_in"]
         out = {"eligibility_in": e[..., :n_in], "learning_signal": self._learning_signal()}
         if self.model.w_rec is not None:
