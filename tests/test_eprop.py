@@ -257,7 +257,8 @@ def test_memory_does_not_grow_with_run_length() -> None:
     rule = cl.rules.EProp("symmetric")
     sim = cl.Simulator(net, rule)
     sizes = []
-    for n_steps in (10, 40):
+    # both runs longer than the rule's chunks of pending steps (TRACE_CHUNK, GRAD_CHUNK)
+    for n_steps in (40, 120):
         x, y = _data(n_steps=n_steps)
         result = sim.run(x, y)
         assert not result.outputs.requires_grad
