@@ -80,9 +80,12 @@ threshold does not adapt), ``"learning_signal"`` (L_j^t, ``[B, N]``).
 Memory is constant in T: no autograd graph, nothing stored per step; the
 state is O(B·N·(n_in + N)) (ē for every synapse, ε^a for ALIF synapses).
 On the CPU the spiking traces (without ``reset_gradient``) and the gradient
-sum Σ_b L_j ē_ji run as one compiled pass per step (:mod:`creditlab.native`;
-on CUDA the same pass is one Triton kernel, :mod:`creditlab.models.fused_triton`),
-since the step is bound by reading and writing ē and ε^a; a rate network
+sum Σ_b L_j ē_ji run as one compiled pass every ``TRACE_CHUNK`` steps
+(:mod:`creditlab.native`; on CUDA a Triton kernel,
+:mod:`creditlab.models.fused_triton`): ψ, z̄ and L are staged per step and
+each neuron's rows of ē and ε^a are updated through the whole chunk while
+in cache, in the order of single steps (reading the traces, e.g. through a
+monitor, runs the staged steps first); a rate network
 stores ε, δ, ψ and r of ``GRAD_CHUNK`` steps and adds Σ_t L_j^t e_ji^t and the
 readout's Σ_t δ_k^t r_j^t over each chunk in one product apiece.
 
