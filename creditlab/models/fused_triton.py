@@ -1,4 +1,4 @@
-"""Triton kernels for :func:`~creditlab.models.fused.lif_sequence` on CUDA.
+"""Triton kernels for :func:`~creditlab.models.fused.lif_sequence` and e-prop's trace pass on CUDA.
 
 The PyTorch loop of :mod:`creditlab.models.fused` launches ~8 kernels per
 time step in forward and ~8 in backward; at T = 1000 that is ~16 000 launches
@@ -22,6 +22,9 @@ On a machine without a GPU the same kernels run in Triton's interpreter
 (``TRITON_INTERPRET=1``, CPU tensors), which is how the equality tests run
 in CI; the interpreter is far too slow for real work and is never picked
 automatically.
+
+:func:`eprop_traces` is the GPU form of :func:`creditlab.native.eprop_traces`
+(see :mod:`creditlab.rules.eprop`).
 """
 from __future__ import annotations
 
@@ -44,7 +47,6 @@ DTYPES = (torch.float32, torch.float64)
 SURROGATE_CODES = {"fast_sigmoid": 0, "triangle": 1, "arctan": 2}
 #: lanes per Triton program
 BLOCK = 256
-
 
 
 @functools.cache
@@ -71,7 +73,8 @@ def unavailable_reason(current: torch.Tensor, surrogate: Surrogate) -> str | Non
     return None
 
 
-_failed: dict[tuple[Any, ...], str] = {}
+#: per kernel configuration: "" once its probe launch ran, else why it failed
+_probe_errors: dict[tuple[Any, ...], str] = {}
 
 
 def auto_usable(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, refractory: bool) -> bool:
@@ -80,21 +83,22 @@ def auto_usable(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, ref
     if not current.is_cuda or unavailable_reason(current, surrogate) is not None:
         return False
     key = (current.device, current.dtype, surrogate.name, adaptive, refractory)
-    if key not in _failed:
+    if key not in _probe_errors:
         try:
             _probe(current, surrogate, adaptive, refractory)
-            _failed[key] = ""
+            _probe_errors[key] = ""
         except Exception as err:      # a kernel that does not compile here must not break the run
-            _failed[key] = f"{type(err).__name__}: {err}"
+            _probe_errors[key] = f"{type(err).__name__}: {err}"
             warnings.warn(f"creditlab: the Triton LIF kernels failed to compile on {current.device} "
-                          f"({_failed[key]}); lif_sequence uses its PyTorch loop", RuntimeWarning, stacklevel=3)
-    return not _failed[key]
+                          f"({_probe_errors[key]}); lif_sequence uses its PyTorch loop", RuntimeWarning,
+                          stacklevel=3)
+    return not _probe_errors[key]
 
 
 def _probe(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, refractory: bool) -> None:
     one = current.new_zeros(2, 1, 1)
     beta = one.new_ones(1) if adaptive else None
-    cfg = _params(1.0, 0.9, 0.9, 2 if refractory else 0, surrogate)
+    cfg = KernelConfig(1.0, 0.9, 0.9, 2 if refractory else 0, surrogate)
     z = one.new_zeros(1, 1)
     out = forward(one, None, beta, z, z, z, torch.zeros(1, 1, dtype=torch.int32, device=one.device), cfg)
     backward(out, torch.ones_like(one), None, None, None, beta, z, cfg)
@@ -106,10 +110,6 @@ class KernelConfig(NamedTuple):
     v_th: float
     n_refractory: int
     surrogate: Surrogate
-
-
-def _params(alpha: float, rho: float, v_th: float, n_refractory: int, surrogate: Surrogate) -> KernelConfig:
-    return KernelConfig(float(alpha), float(rho), float(v_th), int(n_refractory), surrogate)
 
 
 def _constants(cfg: KernelConfig, like: torch.Tensor) -> torch.Tensor:
