@@ -146,3 +146,31 @@ def test_mlp_runs_as_one_step() -> None:
     grads = torch.autograd.grad(loss, list(model.parameters()))
     for (name, p), g in zip(model.named_parameters(), grads):
         torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=1e-15, msg=name)
+
+
+def test_stepped_run_without_graph_sees_every_write_to_the_recurrent_weights() -> None:
+    """The masked W^rec is formed once per stepped run without a graph; writes must not go stale."""
+    net = cl.models.LIF(3, 12, 2, seed=0)
+    x = (torch.rand(30, 4, 3, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return cl.Simulator(net, fast=False).run(x).outputs
+
+    def fresh() -> torch.Tensor:               # an identical model built from the current weights
+        twin = cl.models.LIF(3, 12, 2, seed=0)
+        twin.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            return cl.Simulator(twin, fast=False).run(x).outputs
+
+    first = run()
+    with torch.no_grad():
+        net.w_rec.mul_(-2.0)                   # in place, as an optimizer step or STDP writes
+    changed = run()
+    assert not torch.equal(changed, first)
+    assert torch.equal(changed, fresh())
+    net.w_rec.data.add_(0.3)                   # .data bypasses the version counter: seen at the next run
+    assert torch.equal(run(), fresh())
+    out = cl.Simulator(net, fast=False).run(x).outputs
+    out.sum().backward()                       # under autograd the product is formed in the graph
+    assert net.w_rec.grad is not None and net.w_rec.grad.abs().sum() > 0

@@ -122,6 +122,7 @@ class LIF(Model):
         mask = 1.0 - torch.eye(n_rec)  # no autapses, as in Bellec et al.
         self.register_buffer("rec_mask", mask)
         self._set_delays(delays, gen)
+        self._masked_rec: tuple[tuple[int, int, int, int], torch.Tensor] | None = None
 
     # -- delays ---------------------------------------------------------------
     def _set_delays(self, delays: torch.Tensor | int | None, gen: torch.Generator | None) -> None:
@@ -147,6 +148,7 @@ class LIF(Model):
     # -- protocol --------------------------------------------------------------
     def init_state(self, batch_size: int, device: torch.device | None = None,
                    dtype: torch.dtype | None = None, traces: bool = False) -> LIFState:
+        self._masked_rec = None
         device = device or self.device
         dtype = dtype or self.dtype
         zeros = torch.zeros(batch_size, self.n_rec, device=device, dtype=dtype)
@@ -161,8 +163,21 @@ class LIF(Model):
         return x @ self.w_in.t()
 
     def recurrent_weight(self) -> torch.Tensor:
-        """W^rec with the autapse mask applied (what the dynamics use)."""
-        return self.w_rec * self.rec_mask
+        """W^rec with the autapse mask applied (what the dynamics use).
+
+        Without a graph to record, the product is kept from step to step while
+        neither tensor is written in place (their version counters, which every
+        in-place write such as an optimizer step or STDP's update bumps, are
+        unchanged): a stepped run forms it once instead of once a step.  The
+        copy is dropped at every run's start (``init_state``), so a write that
+        bypasses the counter (through ``.data``) between runs is seen too.
+        """
+        if torch.is_grad_enabled() and self.w_rec.requires_grad:
+            return self.w_rec * self.rec_mask
+        key = (self.w_rec._version, self.rec_mask._version, self.w_rec.data_ptr(), self.rec_mask.data_ptr())
+        if self._masked_rec is None or self._masked_rec[0] != key:
+            self._masked_rec = (key, (self.w_rec * self.rec_mask).detach())
+        return self._masked_rec[1]
 
     def recurrent_current(self, history: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Σ_i W^rec_ji z_i^{t-d_ji}: the delivered recurrent input."""
