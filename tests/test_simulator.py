@@ -170,6 +170,8 @@ def test_stepped_run_without_graph_sees_every_write_to_the_recurrent_weights() -
     assert not torch.equal(changed, first)
     assert torch.equal(changed, fresh())
     net.w_rec.data.add_(0.3)                   # .data bypasses the version counter: seen at the next run
+    with torch.no_grad():                      # and by every caller outside a run's steps
+        assert torch.equal(net.recurrent_weight(), net.w_rec * net.rec_mask)
     assert torch.equal(run(), fresh())
     out = cl.Simulator(net, fast=False).run(x).outputs
     out.sum().backward()                       # under autograd the product is formed in the graph

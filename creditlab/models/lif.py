@@ -163,25 +163,28 @@ class LIF(Model):
         return x @ self.w_in.t()
 
     def recurrent_weight(self) -> torch.Tensor:
-        """W^rec with the autapse mask applied (what the dynamics use).
+        """W^rec with the autapse mask applied (what the dynamics use)."""
+        return self.w_rec * self.rec_mask
 
-        Without a graph to record, the product is kept from step to step while
-        neither tensor is written in place (their version counters, which every
-        in-place write such as an optimizer step or STDP's update bumps, are
-        unchanged): a stepped run forms it once instead of once a step.  The
-        copy is dropped at every run's start (``init_state``), so a write that
-        bypasses the counter (through ``.data``) between runs is seen too.
+    def _stepping_weight(self) -> torch.Tensor:
+        """:meth:`recurrent_weight` for :meth:`step`, formed once per stepped run without a graph.
+
+        The copy is reused while neither tensor is written in place (their
+        version counters, which every in-place write such as an optimizer step
+        or STDP's update bumps, are unchanged) and dropped at every run's start
+        (``init_state``), so a write that bypasses the counter (through
+        ``.data``) between runs is seen too.
         """
         if torch.is_grad_enabled() and self.w_rec.requires_grad:
-            return self.w_rec * self.rec_mask
+            return self.recurrent_weight()
         key = (self.w_rec._version, self.rec_mask._version, self.w_rec.data_ptr(), self.rec_mask.data_ptr())
         if self._masked_rec is None or self._masked_rec[0] != key:
-            self._masked_rec = (key, (self.w_rec * self.rec_mask).detach())
+            self._masked_rec = (key, self.recurrent_weight().detach())
         return self._masked_rec[1]
 
     def recurrent_current(self, history: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Σ_i W^rec_ji z_i^{t-d_ji}: the delivered recurrent input."""
-        w = self.recurrent_weight()
+        w = self._stepping_weight()
         if self.max_delay == 0:
             return history[0] @ w.t()
         stacked = torch.stack(history)                      # [D+1, B, N]
