@@ -94,7 +94,8 @@ def all_finite(value: torch.Tensor) -> bool:
     it in one pass (the per-batch cost of a training loop); only a sum that
     overflowed or is non-finite falls through to the exact element check.
     """
-    if bool(torch.isfinite(value.sum())):
+    # math.isfinite on the scalar: torch.isfinite on a 0-d tensor is four small kernels
+    if math.isfinite(value.sum().item()):
         return True
     if value.dim() == 0 or value.numel() <= _FINITE_CHUNK:
         return bool(torch.isfinite(value).all())

@@ -143,9 +143,11 @@ class CrossEntropy(TimeLocalLoss):
             _checks.tensor("target", target, rank=1, shape=(batch,), finite=False)
         if target.is_floating_point() or target.dtype == torch.bool:
             raise TypeError(f"target must hold integer class labels for cross-entropy, got dtype {target.dtype}")
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= outputs_shape[-1]):
-            raise ValueError(f"target labels must lie in [0, {outputs_shape[-1] - 1}], "
-                             f"got values in [{int(target.min())}, {int(target.max())}]")
+        if target.numel():
+            low, high = (int(v) for v in torch.aminmax(target))
+            if low < 0 or high >= outputs_shape[-1]:
+                raise ValueError(f"target labels must lie in [0, {outputs_shape[-1] - 1}], "
+                                 f"got values in [{low}, {high}]")
 
     def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
         """Class chosen from the output (mean over steps for a sequence)."""

@@ -103,7 +103,14 @@ def accumulate_grad(param: torch.nn.Parameter, estimate: torch.Tensor, owned: bo
     ``owned=True``: ``estimate`` is a fresh tensor the caller hands over, so an
     empty ``param.grad`` takes it without a copy.
     """
-    estimate = estimate.detach().to(param.dtype).reshape(param.shape)
+    # each conversion only when needed: a no-op .detach/.to/.reshape still costs a
+    # tensor object, ~2 µs each, which is felt in a small net's per-batch budget
+    if estimate.requires_grad:
+        estimate = estimate.detach()
+    if estimate.dtype != param.dtype:
+        estimate = estimate.to(param.dtype)
+    if estimate.shape != param.shape:
+        estimate = estimate.reshape(param.shape)
     if param.grad is None:
         param.grad = estimate if owned else estimate.clone()
     else:

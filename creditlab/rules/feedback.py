@@ -29,14 +29,14 @@ from .. import _checks
 from ..models.base import Model
 from .base import Rule, accumulate_grad
 
-Derivative = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None]
-
-#: f′ from the layer's activity h = f(a) and pre-activation a; ``None`` means f′ ≡ 1
-ACTIVATION_DERIVATIVES: dict[str, Derivative] = {
-    "tanh": lambda h, a: 1.0 - h * h,
-    "sigmoid": lambda h, a: h * (1.0 - h),
-    "relu": lambda h, a: (a > 0).to(a.dtype),
-    "linear": lambda h, a: None,
+#: signal ⊙ f′(a) from the layer's activity h = f(a) and pre-activation a, one fused
+#: kernel each (the ones autograd's backward runs) instead of forming f′ and then multiplying
+BackwardThrough = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+ACTIVATION_BACKWARD: dict[str, BackwardThrough] = {
+    "tanh": lambda signal, h, a: torch.ops.aten.tanh_backward(signal, h),          # (1 − h²) signal
+    "sigmoid": lambda signal, h, a: torch.ops.aten.sigmoid_backward(signal, h),    # h (1 − h) signal
+    "relu": lambda signal, h, a: torch.ops.aten.threshold_backward(signal, a, 0),  # [a > 0] signal
+    "linear": lambda signal, h, a: signal,
 }
 
 
@@ -79,7 +79,7 @@ class FeedbackRule(Rule):
         self.seed = seed
         self.feedback: list[torch.Tensor] = []
         self._sums: list[list[torch.Tensor]] | None = None
-        self._derivative: Derivative | None = None
+        self._backward: BackwardThrough | None = None
 
     # -- attach: check the model, build the feedback pathway ---------------------------
     def attach(self, model: Model) -> None:
@@ -88,10 +88,10 @@ class FeedbackRule(Rule):
         if layers is None or not hasattr(model, "activation"):
             raise TypeError(f"{type(self).__name__} trains creditlab.models.MLP (layers + activation), "
                             f"got {type(model).__name__}")
-        if model.activation not in ACTIVATION_DERIVATIVES:
+        if model.activation not in ACTIVATION_BACKWARD:
             raise TypeError(f"{type(self).__name__} needs f′ of the activation; it knows "
-                            f"{', '.join(ACTIVATION_DERIVATIVES)}, got {model.activation!r}")
-        self._derivative = ACTIVATION_DERIVATIVES[model.activation]
+                            f"{', '.join(ACTIVATION_BACKWARD)}, got {model.activation!r}")
+        self._backward = ACTIVATION_BACKWARD[model.activation]
         shapes = self.feedback_shapes(model.sizes)
         if self.user_feedback is not None:
             self.feedback = self._checked_feedback(self.user_feedback, shapes, model)
@@ -119,9 +119,9 @@ class FeedbackRule(Rule):
         super().begin(model, x, target, loss)
         self._sums = None
 
-    def f_prime(self, local: NamedTuple) -> list[torch.Tensor | None]:
-        """f′(a_l) for every hidden layer l = 1 … L−1."""
-        return [self._derivative(h, a) for h, a in zip(local.activities[1:], local.preactivations[:-1])]
+    def times_f_prime(self, signal: torch.Tensor, local: NamedTuple, l: int) -> torch.Tensor:
+        """signal ⊙ f′(a_l) for hidden layer l = 1 … L−1 (``l - 1`` indexes the hidden layers)."""
+        return self._backward(signal, local.activities[l], local.preactivations[l - 1])
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
         """Layer errors δ_1 … δ_L (``[B, n_l]``) for one step."""
@@ -153,11 +153,6 @@ class FeedbackRule(Rule):
         self._sums = None
 
 
-def times_derivative(signal: torch.Tensor, derivative: torch.Tensor | None) -> torch.Tensor:
-    """signal ⊙ f′(a), skipping the product for a linear layer (f′ ≡ 1)."""
-    return signal if derivative is None else signal * derivative
-
-
 class Backprop(FeedbackRule):
     """Backpropagation computed explicitly from the layer locals.
 
@@ -172,10 +167,10 @@ class Backprop(FeedbackRule):
         super().__init__()
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
-        layers, f_prime = self.model.layers, self.f_prime(local)
+        layers = self.model.layers
         out = [error]
         for l in range(len(layers) - 2, -1, -1):
-            out.append(times_derivative(out[-1] @ layers[l + 1].weight.detach(), f_prime[l]))
+            out.append(self.times_f_prime(out[-1] @ layers[l + 1].weight.detach(), local, l + 1))
         return out[::-1]
 
 
@@ -195,10 +190,9 @@ class FA(FeedbackRule):
         return [(sizes[l], sizes[l + 1]) for l in range(1, len(sizes) - 1)]
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
-        f_prime = self.f_prime(local)
         out = [error]
         for l in range(len(self.feedback) - 1, -1, -1):
-            out.append(times_derivative(out[-1] @ self.feedback[l].t(), f_prime[l]))
+            out.append(self.times_f_prime(out[-1] @ self.feedback[l].t(), local, l + 1))
         return out[::-1]
 
 
@@ -217,8 +211,7 @@ class DFA(FeedbackRule):
         return [(sizes[l], sizes[-1]) for l in range(1, len(sizes) - 1)]
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
-        f_prime = self.f_prime(local)
-        return [times_derivative(error @ b.t(), fp) for b, fp in zip(self.feedback, f_prime)] + [error]
+        return [self.times_f_prime(error @ b.t(), local, l + 1) for l, b in enumerate(self.feedback)] + [error]
 
 
 class KolenPollack(FA):

@@ -43,7 +43,7 @@ import torch
 
 from .. import _checks
 from ..models.base import Model
-from .feedback import FeedbackRule, times_derivative
+from .feedback import FeedbackRule
 
 LEARNED_FEEDBACK_MODES = ("layerwise", "direct")
 
@@ -90,11 +90,10 @@ class LearnedFeedback(FeedbackRule):
         self._target, self._loss = target, loss
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
-        f_prime = self.f_prime(local)
         out = [error]
         for l in range(len(self.feedback) - 1, -1, -1):
             source = out[-1] if self.mode == "layerwise" else error
-            out.append(times_derivative(source @ self.feedback[l], f_prime[l]))
+            out.append(self.times_f_prime(source @ self.feedback[l], local, l + 1))
         return out[::-1]
 
     def step(self, t: int, local: NamedTuple, y_t: torch.Tensor, error_t: torch.Tensor | None) -> None:
