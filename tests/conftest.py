@@ -41,7 +41,8 @@ def sign_mlp() -> Callable[[list[int]], torch.nn.Module]:
 
     def make(sizes: list[int]) -> torch.nn.Module:
         net = cl.models.MLP(sizes)
-        net.activation, net.f = "sign", torch.sign
+        net.activations = ("sign",) * (len(sizes) - 2)
+        net.activation, net.fs = "sign", (torch.sign,) * (len(sizes) - 2)
         return net
 
     return make

@@ -237,3 +237,15 @@ def test_autoencoder_shape_and_reconstruction_learning():
     assert float(result.loss) < 0.6 * first
     with pytest.raises(ValueError, match="code"):
         cl.models.autoencoder(code=0)
+
+
+def test_autoencoder_with_a_linear_code_has_an_unbounded_code():
+    net = cl.models.autoencoder(n_in=6, hidden=5, code_activation="linear", seed=0)
+    assert net.activations == ("tanh", "linear", "tanh") and net.activation == ("tanh", "linear", "tanh")
+    with torch.no_grad():
+        net.layers[1].weight.mul_(100.0)
+    code = net.step(torch.randn(8, 6), None)[2].activities[2]
+    assert float(code.abs().max()) > 1.0   # a tanh code would stay inside (−1, 1)
+    assert cl.models.autoencoder(seed=0).activation == "tanh"
+    with pytest.raises(ValueError, match="code_activation"):
+        cl.models.autoencoder(code_activation="softplus")

@@ -27,7 +27,7 @@ def _assert_same(estimate, reference):
         torch.testing.assert_close(estimate[name], reference[name], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "linear"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu", "linear", ("tanh", "linear"), ("relu", "sigmoid")])
 @pytest.mark.parametrize("classes", [True, False])
 def test_backprop_equals_autograd(activation, classes):
     sizes = [7, 6, 5, 3]
@@ -207,9 +207,25 @@ def test_feedback_rules_refuse_bad_input():
         cl.Simulator(net, Backprop()).run(torch.randn(2, 6, dtype=torch.float64))
 
 
+def test_mlp_takes_one_activation_per_hidden_layer():
+    net = _net([4, 5, 3, 2], activation=("relu", "sigmoid"))
+    x = torch.randn(6, 4, dtype=torch.float64)
+    layers = net.layers
+    expected = layers[2](torch.sigmoid(layers[1](torch.relu(layers[0](x)))))
+    torch.testing.assert_close(net(x), expected)
+    assert net.activations == ("relu", "sigmoid") and net.activation == ("relu", "sigmoid")
+    assert _net([4, 5, 3, 2], activation=["tanh", "tanh"]).activation == "tanh"
+    with pytest.raises(ValueError, match=r"one activation per hidden layer \(2 for these sizes\), got 3"):
+        cl.models.MLP([4, 5, 3, 2], activation=("tanh", "tanh", "tanh"))
+    with pytest.raises(ValueError, match=r"activation\[1\] must be one of"):
+        cl.models.MLP([4, 5, 3, 2], activation=("tanh", "softplus"))
+    with pytest.raises(TypeError, match="activation must be one of"):
+        cl.models.MLP([4, 5, 3, 2], activation=3)
+
+
 def test_feedback_rules_refuse_an_activation_without_a_derivative():
     net = _net([4, 5, 3])
-    net.activation = "heaviside"
+    net.activations = ("heaviside",)
     for rule in (Backprop(), FA(), DFA(), KolenPollack(), cl.rules.LearnedFeedback()):
         with pytest.raises(TypeError, match="needs f′ of the activation"):
             cl.Simulator(net, rule)

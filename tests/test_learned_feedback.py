@@ -20,16 +20,18 @@ def _prepared(rule, net, x, target, loss):
     return y, local
 
 
-def test_node_perturbation_estimates_the_activity_gradient():
+@pytest.mark.parametrize("activation", ["sigmoid", ("tanh", "linear")])
+def test_node_perturbation_estimates_the_activity_gradient(activation):
     """E[(ℓ̃ − ℓ) ξ / c_h] = ∂ℓ/∂h_i up to O(c_h) (their eq. 3), for every hidden layer at once."""
     torch.manual_seed(0)
-    net = cl.models.MLP([5, 6, 4, 3], activation="sigmoid", seed=2).double()
+    net = cl.models.MLP([5, 6, 4, 3], activation=activation, seed=2).double()
     x0 = torch.randn(1, 5, dtype=torch.float64)
     label = torch.tensor([1])
     loss = CrossEntropy()
     # exact per-example ∂ℓ/∂h_i by autograd
-    h1 = torch.sigmoid(net.layers[0](x0))
-    h2 = torch.sigmoid(net.layers[1](h1))
+    f1, f2 = (torch.sigmoid, torch.sigmoid) if activation == "sigmoid" else (torch.tanh, lambda a: a)
+    h1 = f1(net.layers[0](x0))
+    h2 = f2(net.layers[1](h1))
     h1.retain_grad()
     h2.retain_grad()
     loss(net.layers[2](h2), label).backward()

@@ -1,6 +1,9 @@
 """Multi-layer perceptron: the engine run for a single step (T = 1).
 
-    a_l = W_l h_{l-1} + b_l,   h_l = f(a_l)  (l < L),   y = a_L
+    a_l = W_l h_{l-1} + b_l,   h_l = f_l(a_l)  (l < L),   y = a_L
+
+with one activation f for every hidden layer, or one per hidden layer
+(``activation=("tanh", "linear", "tanh")``: a linear bottleneck code).
 
 ``step`` returns per-layer activities and pre-activations as locals so that
 single-step rules (FA, DFA, perturbation, predictive coding) read what a
@@ -8,7 +11,7 @@ layer-local rule would see.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -29,13 +32,31 @@ class MLPState(NamedTuple):
     """A feed-forward net has no state between steps."""
 
 
-def activation_fn(name: str) -> "callable":
+def activation_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
             "linear": lambda a: a}[name]
 
 
+def hidden_activations(activation: str | Sequence[str], n_hidden: int) -> tuple[str, ...]:
+    """One activation name per hidden layer, from one shared name or a sequence of ``n_hidden`` names."""
+    if isinstance(activation, str):
+        return (_checks.choice("activation", activation, MLP_ACTIVATIONS),) * n_hidden
+    if isinstance(activation, bytes) or not isinstance(activation, Sequence):
+        raise TypeError(f"activation must be one of {', '.join(map(repr, MLP_ACTIVATIONS))} or a sequence of "
+                        f"them, one per hidden layer; got {type(activation).__name__}")
+    names = tuple(activation)
+    if len(names) != n_hidden:
+        raise ValueError(f"activation must name one activation per hidden layer ({n_hidden} for these sizes), "
+                         f"got {len(names)}: {names!r}")
+    return tuple(_checks.choice(f"activation[{i}]", name, MLP_ACTIVATIONS) for i, name in enumerate(names))
+
+
 class MLP(Model):
     """Fully connected net ``sizes = [n_in, h_1, …, n_out]``.
+
+    ``activation``: one of ``MLP_ACTIVATIONS`` for every hidden layer, or a
+    sequence naming one per hidden layer; ``activations`` holds the per-layer
+    names and ``activation`` the shared name, or the tuple when they differ.
 
     ``init`` picks the initial parameters (drawn with ``seed`` when given):
 
@@ -49,14 +70,17 @@ class MLP(Model):
 
     kind = "feedforward"
 
-    def __init__(self, sizes: Sequence[int], activation: str = "tanh", dt: float = 1e-3,
+    def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "tanh", dt: float = 1e-3,
                  seed: int | None = None, init: str = "default") -> None:
         super().__init__()
         if isinstance(sizes, (str, bytes)) or len(sizes) < 2:
             raise ValueError(f"sizes must list at least two layer sizes [n_in, …, n_out], got {sizes!r}")
         self.sizes = [_checks.positive_int(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
-        self.activation = _checks.choice("activation", activation, MLP_ACTIVATIONS)
-        self.f = activation_fn(activation)
+        self.activations = hidden_activations(activation, len(self.sizes) - 2)
+        shared = activation if isinstance(activation, str) else (
+            self.activations[0] if len(set(self.activations)) == 1 else None)
+        self.activation: str | tuple[str, ...] = self.activations if shared is None else shared
+        self.fs = tuple(activation_fn(name) for name in self.activations)
         self.n_in, self.n_out = self.sizes[0], self.sizes[-1]
         self.n_units = sum(self.sizes[1:])
         self.dt = _checks.positive("dt", dt)
@@ -106,7 +130,7 @@ class MLP(Model):
             a = layer(h) if xi is None else layer(h) + xi
             pre.append(a)
             if index < len(self.layers) - 1:
-                h = self.f(a)
+                h = self.fs[index](a)
                 activities.append(h)
             else:
                 h = a

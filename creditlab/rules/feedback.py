@@ -79,19 +79,21 @@ class FeedbackRule(Rule):
         self.seed = seed
         self.feedback: list[torch.Tensor] = []
         self._sums: list[list[torch.Tensor]] | None = None
-        self._backward: BackwardThrough | None = None
+        self._backward: list[BackwardThrough] = []
 
     # -- attach: check the model, build the feedback pathway ---------------------------
     def attach(self, model: Model) -> None:
         super().attach(model)
         layers = getattr(model, "layers", None)
-        if layers is None or not hasattr(model, "activation"):
-            raise TypeError(f"{type(self).__name__} trains creditlab.models.MLP (layers + activation), "
+        activations = getattr(model, "activations", None)
+        if layers is None or activations is None:
+            raise TypeError(f"{type(self).__name__} trains creditlab.models.MLP (layers + activations), "
                             f"got {type(model).__name__}")
-        if model.activation not in ACTIVATION_BACKWARD:
+        unknown = [name for name in activations if name not in ACTIVATION_BACKWARD]
+        if unknown:
             raise TypeError(f"{type(self).__name__} needs f′ of the activation; it knows "
-                            f"{', '.join(ACTIVATION_BACKWARD)}, got {model.activation!r}")
-        self._backward = ACTIVATION_BACKWARD[model.activation]
+                            f"{', '.join(ACTIVATION_BACKWARD)}, got {unknown[0]!r}")
+        self._backward = [ACTIVATION_BACKWARD[name] for name in activations]
         shapes = self.feedback_shapes(model.sizes)
         if self.user_feedback is not None:
             self.feedback = self._checked_feedback(self.user_feedback, shapes, model)
@@ -121,7 +123,7 @@ class FeedbackRule(Rule):
 
     def times_f_prime(self, signal: torch.Tensor, local: NamedTuple, l: int) -> torch.Tensor:
         """signal ⊙ f′(a_l) for hidden layer l = 1 … L−1 (``l - 1`` indexes the hidden layers)."""
-        return self._backward(signal, local.activities[l], local.preactivations[l - 1])
+        return self._backward[l - 1](signal, local.activities[l], local.preactivations[l - 1])
 
     def deltas(self, local: NamedTuple, error: torch.Tensor) -> list[torch.Tensor]:
         """Layer errors δ_1 … δ_L (``[B, n_l]``) for one step."""

@@ -110,9 +110,9 @@ class LearnedFeedback(FeedbackRule):
 
     def node_perturbation(self, local: NamedTuple, y_t: torch.Tensor) -> list[torch.Tensor]:
         """λ̂_i = (ℓ̃_b − ℓ_b) ξ_i / c_h for every hidden layer i, from one noisy pass."""
-        layers, f = self.model.layers, self.model.f
+        layers = self.model.layers
         h, noises = local.activities[0], []
-        for layer in layers[:-1]:
+        for layer, f in zip(layers[:-1], self.model.fs):
             xi = torch.randn(h.shape[0], layer.out_features, device=h.device, dtype=h.dtype)
             h = f(layer(h)) + self.noise_std * xi
             noises.append(xi)

@@ -261,10 +261,11 @@ class ForwardGradient(_PerturbationRule):
 
     def attach(self, model: Model) -> None:
         super().attach(model)
-        if model.activation not in DIFFERENTIABLE_ACTIVATIONS:
+        unknown = [name for name in getattr(model, "activations", ()) if name not in DIFFERENTIABLE_ACTIVATIONS]
+        if unknown:
             raise ValueError(
                 f"ForwardGradient differentiates the activation, but {type(model).__name__} uses "
-                f"{model.activation!r}; accepted activations: {', '.join(DIFFERENTIABLE_ACTIVATIONS)}")
+                f"{unknown[0]!r}; accepted activations: {', '.join(DIFFERENTIABLE_ACTIVATIONS)}")
 
     def estimate(self, loss_of: Callable[[torch.Tensor], torch.Tensor],
                  clean_loss: torch.Tensor) -> dict[str, torch.Tensor]:

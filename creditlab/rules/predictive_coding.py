@@ -161,10 +161,11 @@ class PredictiveCoding(Rule):
         if not isinstance(model, MLP):
             raise TypeError(f"PredictiveCoding trains cl.models.MLP networks only, got {type(model).__name__}; "
                             "train it with cl.rules.BPTT() instead")
-        if model.activation not in ACTIVATION_DERIVATIVES:
+        unknown = [name for name in model.activations if name not in ACTIVATION_DERIVATIVES]
+        if unknown:
             raise ValueError(
                 f"PredictiveCoding needs the activation's derivative f', but {type(model).__name__} uses "
-                f"{model.activation!r}; accepted activations: {', '.join(ACTIVATION_DERIVATIVES)}")
+                f"{unknown[0]!r}; accepted activations: {', '.join(ACTIVATION_DERIVATIVES)}")
 
     def begin(self, model: Model, x: torch.Tensor, target: Any, loss: Any) -> None:
         super().begin(model, x, target, loss)
@@ -180,10 +181,11 @@ class PredictiveCoding(Rule):
     # -- the energy and its descent ------------------------------------------------
     def _phi(self, index: int, value: torch.Tensor) -> torch.Tensor:
         """φ_l of the node below layer ``index`` (0-based): identity on the input, f elsewhere."""
-        return value if index == 0 else self.model.f(value)
+        return value if index == 0 else self.model.fs[index - 1](value)
 
-    def _phi_prime(self, value: torch.Tensor) -> torch.Tensor:
-        return ACTIVATION_DERIVATIVES[self.model.activation](value)
+    def _phi_prime(self, index: int, value: torch.Tensor) -> torch.Tensor:
+        """φ′ of hidden node x_index (1-based, as in ``_phi``)."""
+        return ACTIVATION_DERIVATIVES[self.model.activations[index - 1]](value)
 
     def output_error(self, mu: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """ε_L = −(1/Σ_L) ∂ℓ/∂μ_L: (t − μ)/Σ_L for MSE, (onehot(t) − softmax(μ))/Σ_L for cross-entropy."""
@@ -210,12 +212,14 @@ class PredictiveCoding(Rule):
         layers = self.model.layers
         if not self.curvature_step:
             return [self.inference_rate] * (len(layers) - 1)
-        slope = SLOPE_BOUNDS[self.model.activation] ** 2
+        # node x_l's curvature carries sup f_l′² of its own activation
+        slopes = [SLOPE_BOUNDS[name] ** 2 for name in self.model.activations]
         # the output energy's curvature in μ_L: I/Σ_L (MSE), at most I/(2Σ_L) (softmax cross-entropy)
         output_curvature = (0.5 if self._categorical else 1.0) / self.output_variance
         curvatures = [1.0] * (len(layers) - 2) + [output_curvature]
         norms = [float(torch.linalg.matrix_norm(layer.weight.detach(), ord=2)) for layer in layers[1:]]
-        return [self.inference_rate / (1.0 + slope * h * norm ** 2) for h, norm in zip(curvatures, norms)]
+        return [self.inference_rate / (1.0 + slope * h * norm ** 2)
+                for slope, h, norm in zip(slopes, curvatures, norms)]
 
     def relax(self, x: torch.Tensor, target: torch.Tensor,
               preactivations: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -230,7 +234,7 @@ class PredictiveCoding(Rule):
                 slope_at = feedforward[index] if self.fixed_prediction else nodes[index]
                 feedback = errors[index] @ self.model.layers[index].weight
                 nodes[index] = nodes[index] + gammas[index - 1] * (
-                    -errors[index - 1] + self._phi_prime(slope_at) * feedback)
+                    -errors[index - 1] + self._phi_prime(index, slope_at) * feedback)
         return nodes, self._errors(nodes, feedforward, target)
 
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
