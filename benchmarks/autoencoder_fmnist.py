@@ -46,7 +46,8 @@ fewer updates than their 10⁶ (``--epochs``); one seed, not their 3 runs.
 ``--merge`` keeps the rows of an earlier run with the same data set, epochs,
 batch size and seed (read from its JSON) and adds or replaces the rows run
 now, so one row can be rerun, or the rows split over several processes
-(each with its own ``--out``, merged at the end).
+(each with its own ``--out``, merged at the end by a run with ``--methods``
+and no names).
 """
 from __future__ import annotations
 
@@ -86,8 +87,8 @@ METHODS = {
     "adam": dict(rule="backprop", optimizer="adam", lr=1.41e-4, published="adam"),
     "bp": dict(rule="backprop", optimizer="sgd", lr=3.73e-4 * THEIR_BATCH, published="bp"),
     "bp-lr5e-5": dict(rule="backprop", optimizer="sgd", lr=5e-5 * THEIR_BATCH, published="bp"),
-    "fa": dict(rule="fa", optimizer="sgd", lr=3.47e-6 * THEIR_BATCH, published="fa"),
     "bp-lr1.25e-4": dict(rule="backprop", optimizer="sgd", lr=1.25e-4 * THEIR_BATCH, published="bp"),
+    "fa": dict(rule="fa", optimizer="sgd", lr=3.47e-6 * THEIR_BATCH, published="fa"),
     "fa-lr5e-5": dict(rule="fa", optimizer="sgd", lr=5e-5 * THEIR_BATCH, published="fa"),
     "fa-lr1.25e-4": dict(rule="fa", optimizer="sgd", lr=1.25e-4 * THEIR_BATCH, published="fa"),
     "learned-feedback": dict(LEARNED_FEEDBACK, published="learned-feedback"),
@@ -266,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=THEIR_BATCH)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", choices=list(METHODS), default=list(METHODS),
+                        help="rows to train (default all; none with --merge: only merge and report)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
