@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="JSON results of earlier runs (same data set, epochs, batch size, seed) to keep rows from")
     args = parser.parse_args(argv)
+    if not args.methods and not args.merge:
+        parser.error("--methods with no names only merges: give --merge with the JSON results to merge")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         plot_latent(name, results[name]["net"], test_set.images[:5000], test_set.labels[:5000],
                     args.out / f"{stem}_{name}.png", args.dataset)
         write_results(results, args, len(train_set.images), stem)
-    write_results(results, args, len(train_set.images), stem)
+    if not args.methods:
+        write_results(results, args, len(train_set.images), stem)
     print((args.out / f"{stem}.md").read_text(), flush=True)
 
 
