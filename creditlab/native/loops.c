@@ -11,11 +11,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* GCC builds the elementwise loops for AVX2 too and picks the widest the CPU runs */
+/* GCC builds the elementwise loops for AVX2 too and picks the widest the CPU runs
+ * (a build may define WIDE itself: benchmarks/floor/eprop_pass_floor.c does) */
+#ifndef WIDE
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define WIDE __attribute__((target_clones("avx2", "default")))
 #else
 #define WIDE
+#endif
 #endif
 
 /* CUBA network (creditlab.models.cuba.CUBA.step), one step per iteration:
