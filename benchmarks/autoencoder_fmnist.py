@@ -189,7 +189,7 @@ def ordering(losses: dict[str, float]) -> list[str]:
 
 
 def methods_run(results: dict[str, dict]) -> str:
-    """The rows of the table when they are not every method of the script (a run before a row was added)."""
+    """The rows of the table when they are not every method of the script (a run of chosen rows)."""
     if set(results) == set(METHODS):
         return ""
     return " with rows " + ", ".join(f"`{n}`" for n in results)
