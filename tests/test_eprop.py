@@ -284,6 +284,8 @@ def test_bad_arguments_are_named() -> None:
         cl.rules.EProp(rate_reg=-1.0)
     with pytest.raises(ValueError, match="rate_target"):
         cl.rules.EProp(rate_reg=0.1)
+    with pytest.raises(TypeError, match="trace_thread"):
+        cl.rules.EProp(trace_thread="yes")
     with pytest.raises(TypeError, match="seed"):
         cl.rules.EProp("random", seed=1.5)
     with pytest.raises(TypeError, match="loss"):

@@ -17,6 +17,9 @@ The source is compiled on first use with the system C compiler (``$CC``, else
 compiler's version and the flags, and is loaded with :mod:`ctypes`.
 ``CREDITLAB_NATIVE=0`` switches the compiled loops off; :func:`reason` says
 why they are unavailable.
+
+:func:`eprop_traces_start` runs e-prop's trace pass on a C thread of the
+library while the caller goes on (:func:`eprop_traces_wait` joins it).
 """
 from __future__ import annotations
 
@@ -33,12 +36,14 @@ import torch
 
 SOURCE = Path(__file__).with_name("loops.c")
 #: strict IEEE arithmetic (no contraction into fused multiply-adds), as the PyTorch reference rounds
-FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-ffp-contract=off")
+FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared", "-pthread", "-ffp-contract=off")
 DTYPES = {torch.float64: "f64", torch.float32: "f32"}
 
 _library: ctypes.CDLL | None = None
 _reason: str | None = None
 _loaded = False
+#: the tensors of the pass on the helper thread, kept alive here until it is done
+_in_flight: tuple = ()
 
 
 def cache_dir() -> Path:
@@ -111,6 +116,11 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         eprop = getattr(lib, f"eprop_traces_{suffix}")
         eprop.argtypes = [i64, i64, i64, i64, i64, ptr, ptr, ptr, real, real, ptr, ptr, ptr, ptr, ptr, ptr]
         eprop.restype = None
+    lib.eprop_traces_start.argtypes = [ctypes.c_int, i64, i64, i64, i64, i64, ptr, ptr, ptr, ctypes.c_double,
+                                       ctypes.c_double, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.eprop_traces_start.restype = ctypes.c_int
+    lib.eprop_traces_wait.argtypes = []
+    lib.eprop_traces_wait.restype = None
     return lib
 
 
@@ -198,3 +208,36 @@ def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho:
         signal.shape[0], n, batch, p, n_alif, _pointer(psi), _pointer(zbar), _pointer(beta), rho, kappa,
         _pointer(ebar), _pointer(eps_a), _pointer(signal), _pointer(active), _pointer(grad), _pointer(e_sum))
 
+
+
+def eprop_traces_start(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho: float, kappa: float,
+                       ebar: torch.Tensor, eps_a: torch.Tensor | None, signal: torch.Tensor, active: torch.Tensor,
+                       grad: torch.Tensor, e_sum: torch.Tensor | None = None) -> None:
+    """:func:`eprop_traces` on the library's helper thread; returns as soon as the pass starts.
+
+    Until :func:`eprop_traces_wait` returns, ``ebar``, ``eps_a``, ``grad``
+    and ``e_sum`` must stay unread and nothing the pass reads rewritten; the
+    module keeps the tensors alive.  A start waits for the pass before it.
+    """
+    global _in_flight
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"compiled loops unavailable: {_reason}")
+    n, batch, p = ebar.shape
+    n_alif = 0 if eps_a is None else eps_a.shape[0]
+    failed = lib.eprop_traces_start(
+        int(ebar.dtype == torch.float64), signal.shape[0], n, batch, p, n_alif, _pointer(psi), _pointer(zbar),
+        _pointer(beta), rho, kappa, _pointer(ebar), _pointer(eps_a), _pointer(signal), _pointer(active),
+        _pointer(grad), _pointer(e_sum))
+    if failed:
+        raise OSError(failed, f"could not start the trace-pass thread: {os.strerror(failed)}")
+    _in_flight = (psi, zbar, beta, ebar, eps_a, signal, active, grad, e_sum)
+
+
+def eprop_traces_wait() -> None:
+    """Return when the pass started by :func:`eprop_traces_start` (if any) is done."""
+    global _in_flight
+    lib = _load()
+    if lib is not None:
+        lib.eprop_traces_wait()
+    _in_flight = ()

@@ -7,7 +7,11 @@
  * exists for double and float (suffix _f64 / _f32); arithmetic stays in the
  * state's precision, as in PyTorch.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L      /* pthreads under -std=c99 */
+#endif
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -222,3 +226,97 @@ void NAME(int64_t n_chunk, int64_t n, int64_t batch, int64_t p, int64_t n_alif, 
 
 EPROP_TRACES(eprop_traces_f64, double)
 EPROP_TRACES(eprop_traces_f32, float)
+
+/* e-prop's trace pass on a helper thread.  eprop_traces_start hands one pass
+ * (the arguments of eprop_traces_f64/f32, chosen by f64) to a thread of this
+ * library and returns at once; eprop_traces_wait returns when it is done.  The
+ * simulation stages the next chunk meanwhile: the pass does not feed back
+ * into the forward step, so the two share two cores.  The thread is plain C,
+ * started on first use: it needs no Python lock to begin a pass, where a
+ * Python thread waits for the interpreter's switch interval (5 ms, half a
+ * chunk).  One pass at a time: a start waits for the pass before it. */
+struct eprop_job {
+    int f64;
+    int64_t n_chunk, n, batch, p, n_alif;
+    const void *psi, *zbar, *beta;
+    double rho, kappa;
+    void *ebar, *eps_a;
+    const void *signal;
+    const uint8_t *active;
+    void *grad, *e_sum;
+};
+
+static pthread_mutex_t helper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t helper_wake = PTHREAD_COND_INITIALIZER;
+static int helper_started = 0, fork_handler_set = 0, job_pending = 0;
+static struct eprop_job job;
+
+static void eprop_job_run(const struct eprop_job *j)
+{
+    if (j->f64)
+        eprop_traces_f64(j->n_chunk, j->n, j->batch, j->p, j->n_alif, j->psi, j->zbar, j->beta,
+                         j->rho, j->kappa, j->ebar, j->eps_a, j->signal, j->active, j->grad, j->e_sum);
+    else
+        eprop_traces_f32(j->n_chunk, j->n, j->batch, j->p, j->n_alif, j->psi, j->zbar, j->beta,
+                         (float)j->rho, (float)j->kappa, j->ebar, j->eps_a, j->signal, j->active,
+                         j->grad, j->e_sum);
+}
+
+static void *helper_main(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&helper_lock);
+    for (;;) {
+        while (!job_pending) pthread_cond_wait(&helper_wake, &helper_lock);
+        const struct eprop_job mine = job;
+        pthread_mutex_unlock(&helper_lock);
+        eprop_job_run(&mine);
+        pthread_mutex_lock(&helper_lock);
+        job_pending = 0;
+        pthread_cond_broadcast(&helper_wake);
+    }
+    return NULL;
+}
+
+/* a forked child has no helper thread (only the forking thread survives a fork) */
+static void helper_forget(void)
+{
+    pthread_mutex_init(&helper_lock, NULL);
+    pthread_cond_init(&helper_wake, NULL);
+    helper_started = 0;
+    job_pending = 0;
+}
+
+/* 0 when the pass is started, else pthread_create's error (nothing started) */
+int eprop_traces_start(int f64, int64_t n_chunk, int64_t n, int64_t batch, int64_t p, int64_t n_alif,
+                       const void *psi, const void *zbar, const void *beta, double rho,
+                       double kappa, void *ebar, void *eps_a, const void *signal,
+                       const uint8_t *active, void *grad, void *e_sum)
+{
+    pthread_mutex_lock(&helper_lock);
+    if (!helper_started) {
+        pthread_t thread;
+        const int failed = pthread_create(&thread, NULL, helper_main, NULL);
+        if (failed) {
+            pthread_mutex_unlock(&helper_lock);
+            return failed;
+        }
+        pthread_detach(thread);
+        if (!fork_handler_set) pthread_atfork(NULL, NULL, helper_forget);
+        fork_handler_set = helper_started = 1;
+    }
+    while (job_pending) pthread_cond_wait(&helper_wake, &helper_lock);
+    job = (struct eprop_job){f64, n_chunk, n, batch, p, n_alif, psi, zbar, beta, rho, kappa,
+                             ebar, eps_a, signal, active, grad, e_sum};
+    job_pending = 1;
+    pthread_cond_broadcast(&helper_wake);
+    pthread_mutex_unlock(&helper_lock);
+    return 0;
+}
+
+void eprop_traces_wait(void)
+{
+    pthread_mutex_lock(&helper_lock);
+    while (job_pending) pthread_cond_wait(&helper_wake, &helper_lock);
+    pthread_mutex_unlock(&helper_lock);
+}

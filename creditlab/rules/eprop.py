@@ -85,7 +85,14 @@ sum Σ_b L_j ē_ji run as one compiled pass every ``TRACE_CHUNK`` steps
 :mod:`creditlab.models.fused_triton`): ψ, z̄ and L are staged per step and
 each neuron's rows of ē and ε^a are updated through the whole chunk while
 in cache, in the order of single steps (reading the traces, e.g. through a
-monitor, runs the staged steps first); a rate network
+monitor, runs the staged steps first).  When a CPU is left over by PyTorch's
+own threads (:func:`spare_cpu`; or ``trace_thread=True``), the C pass of a
+chunk runs on a helper thread (:func:`creditlab.native.eprop_traces_start`)
+while the simulation stages the next chunk into a second set of buffers: the
+trace pass does not feed back into the forward step, so the two overlap on
+two cores, and the sums are the same numbers in the same order.  (Sharing a
+core with PyTorch's intra-op threads, which spin between operations, the
+helper slows the step down instead.)  A rate network
 stores ε, δ, ψ and r of ``GRAD_CHUNK`` steps and adds Σ_t L_j^t e_ji^t and the
 readout's Σ_t δ_k^t r_j^t over each chunk in one product apiece.
 
@@ -95,6 +102,7 @@ Without a target nothing is written into ``p.grad``.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, NamedTuple
 
 import torch
@@ -124,7 +132,9 @@ class EProp(Rule):
     spiking networks.  ``seed`` draws the random/adaptive feedback matrix.
     ``feedback_lr``/``feedback_decay``: the adaptive feedback's step and decay.
     ``reset_gradient``: keep the reset in the neuron Jacobian (default: the paper's
-    rule, which leaves it out).
+    rule, which leaves it out).  ``trace_thread``: run the compiled CPU trace pass
+    on a helper thread, overlapped with the simulation (``None``: when a CPU is
+    left over by PyTorch's threads, see :func:`spare_cpu`).
     """
 
     name = "eprop"
@@ -135,7 +145,8 @@ class EProp(Rule):
 
     def __init__(self, feedback: str = "symmetric", rate_target: float | None = None,
                  rate_reg: float = 0.0, seed: int | None = None, feedback_lr: float = 1e-3,
-                 feedback_decay: float = 0.0, reset_gradient: bool = False) -> None:
+                 feedback_decay: float = 0.0, reset_gradient: bool = False,
+                 trace_thread: bool | None = None) -> None:
         super().__init__()
         self.feedback = _checks.choice("feedback", feedback, FEEDBACK)
         self.rate_reg = _checks.non_negative("rate_reg", rate_reg)
@@ -150,6 +161,7 @@ class EProp(Rule):
         if not isinstance(reset_gradient, bool):
             raise TypeError(f"reset_gradient must be a bool, got {type(reset_gradient).__name__}")
         self.reset_gradient = reset_gradient
+        self.trace_thread = None if trace_thread is None else _checks.boolean("trace_thread", trace_thread)
         self.feedback_matrix: torch.Tensor | None = None
         self.rate_penalty = 0.0
         self._t: dict[str, Any] = {}
@@ -184,6 +196,8 @@ class EProp(Rule):
         super().begin(model, x, target, loss)
         if self.model is not model:
             raise RuntimeError("EProp.begin called with a model it was not attached to")
+        if self._t:
+            self._wait_traces()         # a run that raised may have left its last pass running
         batch, n_in, n_rec, n_out = x.shape[1], model.n_in, model.n_rec, model.n_out
         opts = {"device": x.device, "dtype": x.dtype}
         n_pre = n_in + (n_rec if model.w_rec is not None else 0)
@@ -242,12 +256,27 @@ class EProp(Rule):
                 t["compiled"] = fused_triton.eprop_traces
         if t["compiled"] is not None:
             chunk = min(TRACE_CHUNK, t["n_steps"])
-            t["psis"] = torch.zeros(chunk + 1, batch, n_rec, **opts)      # ψ, the step before first
-            t["zbars"] = torch.zeros(chunk + 1, batch, n_pre, **opts)     # z̄, likewise
-            t["signals"] = torch.zeros(chunk, batch, n_rec, **opts)       # L
-            t["active"] = []                                              # steps with a signal
+            n_out = model.n_out
+            t["staging"] = self._staging(chunk, batch, n_rec, n_pre, n_out, opts)
+            # while the helper thread runs a chunk's pass, the next chunk is staged in a second set
+            overlap = spare_cpu() if self.trace_thread is None else self.trace_thread
+            t["spare"] = (self._staging(chunk, batch, n_rec, n_pre, n_out, opts)
+                          if overlap and t["compiled"] is native.eprop_traces else None)
+            t["running"] = False                                          # a pass in flight
+            t["active"] = []                                              # steps with a target
+            t["b_outs"] = []                                              # the readout bias's filter
             t["staged"] = 0
         t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
+
+    @staticmethod
+    def _staging(chunk: int, batch: int, n_rec: int, n_pre: int, n_out: int,
+                 opts: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Buffers of one chunk's ψ and z̄ (with the step before first at index 0), δ, z_out and L."""
+        return {"psis": torch.zeros(chunk + 1, batch, n_rec, **opts),
+                "zbars": torch.zeros(chunk + 1, batch, n_pre, **opts),
+                "errors": torch.zeros(chunk, batch, n_out, **opts),
+                "zouts": torch.zeros(chunk, batch, n_rec, **opts),
+                "signals": torch.zeros(chunk, batch, n_rec, **opts)}
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """B [n_rec, n_out] for this run."""
@@ -265,62 +294,99 @@ class EProp(Rule):
     def _step_spiking(self, local: NamedTuple, error: torch.Tensor | None) -> None:
         tr = self._t
         tr["psi_prev"], tr["psi"] = tr["psi"], local.psi
+        if "spikes" in tr:
+            tr["spikes"].add_(local.z.sum(0))
+        if tr["compiled"] is not None:
+            self._stage_traces(local, error)
+            return
         signal = None
         if error is not None:
             if bool(error.any()):
                 signal = torch.matmul(error, tr["B"].t(), out=tr["L"])
             else:
                 tr["L"].zero_()
-        if tr["compiled"] is not None:
-            self._stage_traces(local, signal)
+        if self.reset_gradient:
+            self._traces_with_reset(local)
         else:
-            if self.reset_gradient:
-                self._traces_with_reset(local)
-            else:
-                self._traces_paper(local)
-            if signal is not None:
-                tr["grad"].add_(_batch_sum(signal, tr["ebar"]))
+            self._traces_paper(local)
+        if signal is not None:
+            tr["grad"].add_(_batch_sum(signal, tr["ebar"]))
         tr["z_out"].mul_(self.model.kappa).add_(local.z)
         tr["b_out"] = self.model.kappa * tr["b_out"] + 1.0
-        if "spikes" in tr:
-            tr["spikes"].add_(local.z.sum(0))
         if error is not None:
             self._accumulate_readout(error, tr["z_out"], tr["b_out"])
 
-    def _stage_traces(self, local: NamedTuple, signal: torch.Tensor | None) -> None:
-        """Queue this step's ψ, z̄ and L for the compiled pass, which runs every TRACE_CHUNK steps
-        (and before anything reads the traces): :meth:`_traces_paper` and the gradient sum, K steps
-        per pass, equal bit for bit to K single steps."""
+    def _stage_traces(self, local: NamedTuple, error: torch.Tensor | None) -> None:
+        """Queue this step's ψ, z̄, output error δ and filtered readout input z_out for the chunk,
+        which runs every TRACE_CHUNK steps (and before anything reads the traces): the learning
+        signals L = δ Bᵀ and the readout's Σ_t δᵀ z_out as one product each, then the compiled
+        pass, :meth:`_traces_paper` and the gradient sum over K steps, equal bit for bit to K
+        single steps."""
         tr = self._t
-        k = tr["staged"]
-        zbar = tr["zbars"][k + 1]
+        k, staging, kappa = tr["staged"], tr["staging"], self.model.kappa
+        zbar = staging["zbars"][k + 1]
         if self.model.w_rec is None:
             zbar.copy_(local.zbar_in)
         else:
             torch.cat([local.zbar_in, local.zbar_rec], dim=-1, out=zbar)
-        tr["psis"][k + 1].copy_(local.psi)
-        if signal is not None:
-            tr["signals"][k].copy_(signal)
-        tr["active"].append(signal is not None)
+        staging["psis"][k + 1].copy_(local.psi)
+        torch.add(local.z, staging["zouts"][k - 1] if k else tr["z_out"], alpha=kappa, out=staging["zouts"][k])
+        tr["b_out"] = kappa * tr["b_out"] + 1.0
+        tr["b_outs"].append(tr["b_out"])
+        if error is None:
+            staging["errors"][k].zero_()
+        else:
+            staging["errors"][k].copy_(error)
+        tr["active"].append(error is not None)
         tr["zbar"] = zbar
         tr["staged"] = k + 1
-        if k + 1 == tr["signals"].shape[0]:
+        if k + 1 == staging["signals"].shape[0]:
             self._flush_traces()
 
     def _flush_traces(self) -> None:
-        """Run the compiled pass over the staged steps."""
+        """Form the staged steps' learning signals and readout terms, then start the compiled
+        pass: on the helper thread when there is a spare set of buffers to stage the next
+        chunk in, else here, to completion."""
         model, tr = self.model, self._t
-        k = tr["staged"]
+        k, staged = tr["staged"], tr["staging"]
         if not k:
             return
-        active = torch.tensor(tr["active"], dtype=torch.uint8, device=tr["ebar"].device)
-        tr["compiled"](tr["psis"][:k + 1], tr["zbars"][:k + 1], tr["beta_flat"], model.rho, model.kappa,
-                       tr["ebar"], tr["eps_a"], tr["signals"][:k], active, tr["grad"], tr.get("e_sum"))
-        # the chunk's last step is the next chunk's step before first
-        tr["psis"][0].copy_(tr["psis"][k])
-        tr["zbars"][0].copy_(tr["zbars"][k])
-        tr["zbar"] = tr["zbars"][0]
-        tr["staged"], tr["active"] = 0, []
+        errors, zouts, signals = staged["errors"][:k], staged["zouts"][:k], staged["signals"][:k]
+        n_out, n_rec = errors.shape[-1], zouts.shape[-1]
+        torch.matmul(errors, tr["B"].t(), out=signals)
+        tr["grad_out"].addmm_(errors.reshape(-1, n_out).t(), zouts.reshape(-1, n_rec))
+        weights = torch.tensor(tr["b_outs"], dtype=errors.dtype, device=errors.device)
+        tr["grad_b_out"].addmv_(errors.sum(1).t(), weights)
+        tr["z_out"].copy_(zouts[-1])
+        if tr["active"][-1]:
+            tr["L"].copy_(signals[-1])          # the learning signal a monitor reads
+        # a step without a target, or with zero error, adds nothing: the pass skips its sum
+        present = torch.tensor(tr["active"], dtype=torch.bool, device=errors.device)
+        active = (present & errors.reshape(k, -1).any(1)).to(torch.uint8)
+        args = (staged["psis"][:k + 1], staged["zbars"][:k + 1], tr["beta_flat"], model.rho, model.kappa,
+                tr["ebar"], tr["eps_a"], signals, active, tr["grad"], tr.get("e_sum"))
+        self._wait_traces()                  # each pass continues the traces the previous one left
+        if tr["spare"] is None:
+            tr["compiled"](*args)
+        else:
+            native.eprop_traces_start(*args)
+            tr["running"] = True
+            tr["staging"], tr["spare"] = tr["spare"], staged
+        # the chunk's last step is the next chunk's step before first (the pass only reads it)
+        tr["staging"]["psis"][0].copy_(staged["psis"][k])
+        tr["staging"]["zbars"][0].copy_(staged["zbars"][k])
+        tr["zbar"] = tr["staging"]["zbars"][0]
+        tr["staged"], tr["active"], tr["b_outs"] = 0, [], []
+
+    def _settle_traces(self) -> None:
+        """Run the staged steps and wait for the pass: ē, ε^a and the gradient are then current."""
+        self._flush_traces()
+        self._wait_traces()
+
+    def _wait_traces(self) -> None:
+        if self._t.get("running"):
+            native.eprop_traces_wait()
+            self._t["running"] = False
 
     def _traces_paper(self, local: NamedTuple) -> None:
         """ε^v = z̄ (shared by all postsynaptic neurons); ε^a and ē updated in place."""
@@ -443,7 +509,7 @@ class EProp(Rule):
         if "pending" in tr:
             self._flush_rate()
         if "staged" in tr:
-            self._flush_traces()
+            self._settle_traces()
         grad = tr["grad"]
         if "e_sum" in tr:
             grad = grad + self._rate_gradient(tr)
@@ -479,7 +545,7 @@ class EProp(Rule):
         if not tr:
             return {}
         if "staged" in tr:
-            self._flush_traces()
+            self._settle_traces()
         e, eps_a, n_in = self._eligibility(), self._eps_a(), tr["n_in"]
         out = {"eligibility_in": e[..., :n_in], "learning_signal": self._learning_signal()}
         if self.model.w_rec is not None:
@@ -489,6 +555,12 @@ class EProp(Rule):
             if self.model.w_rec is not None:
                 out["eps_a"] = eps_a[..., n_in:]
         return out
+
+
+def spare_cpu() -> bool:
+    """Whether this process may run on more CPUs than PyTorch's intra-op threads occupy."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cpus
 
 
 def _batch_sum(signal: torch.Tensor, traces: torch.Tensor) -> torch.Tensor:
