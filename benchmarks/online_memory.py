@@ -89,14 +89,21 @@ def main() -> None:
     if args.case:
         print(json.dumps(measure(args.case[0], args.case[1], int(args.case[2]))))
         return
+    cases = [(rule_name, model_name, n_steps) for rule_name, model_name in CASES for n_steps in args.steps]
+    # rounds of every case, not every repeat of one case in a row: the machine's speed drifts over
+    # minutes, and a drift should move all cases of a round alike, not the cases run during it
+    trials: dict[tuple, list[dict]] = {case: [] for case in cases}
+    for round_index in range(args.repeats):
+        for case in cases:
+            trials[case].append(measure_in_fresh_process(*case))
+            print(round_index, trials[case][-1], flush=True)
     rows = []
-    for rule_name, model_name in CASES:
-        for n_steps in args.steps:
-            trials = [measure_in_fresh_process(rule_name, model_name, n_steps) for _ in range(args.repeats)]
-            rows.append({**trials[0], "peak_mib": statistics.median(t["peak_mib"] for t in trials),
-                         "peak_mib_range": [min(t["peak_mib"] for t in trials), max(t["peak_mib"] for t in trials)],
-                         "ms_per_step": statistics.median(t["ms_per_step"] for t in trials)})
-            print(rows[-1], flush=True)
+    for case in cases:
+        runs = trials[case]
+        rows.append({**runs[0], "peak_mib": statistics.median(t["peak_mib"] for t in runs),
+                     "peak_mib_range": [min(t["peak_mib"] for t in runs), max(t["peak_mib"] for t in runs)],
+                     "ms_per_step": statistics.median(t["ms_per_step"] for t in runs),
+                     "ms_per_step_range": [min(t["ms_per_step"] for t in runs), max(t["ms_per_step"] for t in runs)]})
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "online_memory.json").write_text(json.dumps({"sizes": SIZES, "rows": rows}, indent=2))
@@ -116,7 +123,8 @@ def main() -> None:
         f"runs its compiled trace pass on a second core (its helper thread, chosen because a CPU is left "
         f"over), except the `eprop-one-core` row (`EProp(trace_thread=False)`); peak memory above the pre-run RSS "
         f"(median of {args.repeats} fresh processes, glibc mmap threshold pinned at 128 KiB), "
-        f"median time per step.\n\n{table}\n")
+        f"median time per step; the processes run in {args.repeats} rounds of every case, and the JSON keeps "
+        f"each case's range.\n\n{table}\n")
     print(table)
 
 

@@ -319,7 +319,7 @@ class EProp(Rule):
     def _stage_traces(self, local: NamedTuple, error: torch.Tensor | None) -> None:
         """Queue this step's ψ, z̄, output error δ and filtered readout input z_out for the chunk,
         which runs every TRACE_CHUNK steps (and before anything reads the traces): the learning
-        signals L = δ Bᵀ and the readout's Σ_t δᵀ z_out as one product each, then the compiled
+        signals L = δ Bᵀ in one product and the readout's δᵀ z_out terms, then the compiled
         pass, :meth:`_traces_paper` and the gradient sum over K steps, equal bit for bit to K
         single steps."""
         tr = self._t
@@ -330,7 +330,7 @@ class EProp(Rule):
         else:
             torch.cat([local.zbar_in, local.zbar_rec], dim=-1, out=zbar)
         staging["psis"][k + 1].copy_(local.psi)
-        torch.add(local.z, staging["zouts"][k - 1] if k else tr["z_out"], alpha=kappa, out=staging["zouts"][k])
+        torch.mul(staging["zouts"][k - 1] if k else tr["z_out"], kappa, out=staging["zouts"][k]).add_(local.z)
         tr["b_out"] = kappa * tr["b_out"] + 1.0
         tr["b_outs"].append(tr["b_out"])
         if error is None:
@@ -352,11 +352,12 @@ class EProp(Rule):
         if not k:
             return
         errors, zouts, signals = staged["errors"][:k], staged["zouts"][:k], staged["signals"][:k]
-        n_out, n_rec = errors.shape[-1], zouts.shape[-1]
         torch.matmul(errors, tr["B"].t(), out=signals)
-        tr["grad_out"].addmm_(errors.reshape(-1, n_out).t(), zouts.reshape(-1, n_rec))
-        weights = torch.tensor(tr["b_outs"], dtype=errors.dtype, device=errors.device)
-        tr["grad_b_out"].addmv_(errors.sum(1).t(), weights)
+        # the readout's terms step by step: one product over the chunk would sum them in another
+        # order, and a float32 training run (examples/eprop_evidence.py) follows the rounding
+        for step, (present, b_out) in enumerate(zip(tr["active"], tr["b_outs"])):
+            if present:
+                self._accumulate_readout(errors[step], zouts[step], b_out)
         tr["z_out"].copy_(zouts[-1])
         if tr["active"][-1]:
             tr["L"].copy_(signals[-1])          # the learning signal a monitor reads
