@@ -154,6 +154,15 @@ def test_eprop_trace_thread_equals_the_inline_pass(dtype: torch.dtype, monitored
         assert torch.equal(got[True][1][name], value), name
 
 
+def test_no_trace_pass_outlives_its_run() -> None:
+    """Without a target nothing is written, and the last pass has finished when run returns."""
+    net = cl.models.LIF(3, 8, 1, adaptive_fraction=0.5, seed=0)
+    rule = cl.rules.EProp(trace_thread=True)
+    cl.Simulator(net, rule).run((torch.rand(40, 2, 3) < 0.3).float())
+    assert not rule._t["running"] and native._in_flight == ()
+    assert all(p.grad is None for p in net.parameters())
+
+
 def test_eprop_trace_thread_survives_fork() -> None:
     """A child forked after the parent started the helper thread starts its own."""
     code = (

@@ -505,6 +505,7 @@ class EProp(Rule):
 
     def end(self, outputs: torch.Tensor, target: Any, loss: torch.Tensor | None) -> None:
         if target is None:
+            self._wait_traces()                # no pass outlives the run that started it
             return
         model, tr = self.model, self._t
         if "pending" in tr:
