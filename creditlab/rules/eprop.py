@@ -264,18 +264,16 @@ class EProp(Rule):
                           if overlap and t["compiled"] is native.eprop_traces else None)
             t["running"] = False                                          # a pass in flight
             t["active"] = []                                              # steps with a target
-            t["b_outs"] = []                                              # the readout bias's filter
             t["staged"] = 0
         t["beta_flat"] = t["beta_rows"].reshape(-1).contiguous()
 
     @staticmethod
     def _staging(chunk: int, batch: int, n_rec: int, n_pre: int, n_out: int,
                  opts: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Buffers of one chunk's ψ and z̄ (with the step before first at index 0), δ, z_out and L."""
+        """Buffers of one chunk's ψ and z̄ (with the step before first at index 0), δ and L."""
         return {"psis": torch.zeros(chunk + 1, batch, n_rec, **opts),
                 "zbars": torch.zeros(chunk + 1, batch, n_pre, **opts),
                 "errors": torch.zeros(chunk, batch, n_out, **opts),
-                "zouts": torch.zeros(chunk, batch, n_rec, **opts),
                 "signals": torch.zeros(chunk, batch, n_rec, **opts)}
 
     def _feedback(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -298,7 +296,16 @@ class EProp(Rule):
             tr["spikes"].add_(local.z.sum(0))
         if tr["compiled"] is not None:
             self._stage_traces(local, error)
-            return
+        else:
+            self._step_traces(local, error)
+        tr["z_out"].mul_(self.model.kappa).add_(local.z)
+        tr["b_out"] = self.model.kappa * tr["b_out"] + 1.0
+        if error is not None:
+            self._accumulate_readout(error, tr["z_out"], tr["b_out"])
+
+    def _step_traces(self, local: NamedTuple, error: torch.Tensor | None) -> None:
+        """This step's traces in PyTorch and, given an error, the gradient sum Σ_b L ē."""
+        tr = self._t
         signal = None
         if error is not None:
             if bool(error.any()):
@@ -311,28 +318,20 @@ class EProp(Rule):
             self._traces_paper(local)
         if signal is not None:
             tr["grad"].add_(_batch_sum(signal, tr["ebar"]))
-        tr["z_out"].mul_(self.model.kappa).add_(local.z)
-        tr["b_out"] = self.model.kappa * tr["b_out"] + 1.0
-        if error is not None:
-            self._accumulate_readout(error, tr["z_out"], tr["b_out"])
 
     def _stage_traces(self, local: NamedTuple, error: torch.Tensor | None) -> None:
-        """Queue this step's ψ, z̄, output error δ and filtered readout input z_out for the chunk,
-        which runs every TRACE_CHUNK steps (and before anything reads the traces): the learning
-        signals L = δ Bᵀ in one product and the readout's δᵀ z_out terms, then the compiled
-        pass, :meth:`_traces_paper` and the gradient sum over K steps, equal bit for bit to K
-        single steps."""
+        """Queue this step's ψ, z̄ and output error δ for the chunk, which runs every TRACE_CHUNK
+        steps (and before anything reads the traces): the learning signals L = δ Bᵀ in one
+        product, then the compiled pass, :meth:`_traces_paper` and the gradient sum over K
+        steps, equal bit for bit to K single steps."""
         tr = self._t
-        k, staging, kappa = tr["staged"], tr["staging"], self.model.kappa
+        k, staging = tr["staged"], tr["staging"]
         zbar = staging["zbars"][k + 1]
         if self.model.w_rec is None:
             zbar.copy_(local.zbar_in)
         else:
             torch.cat([local.zbar_in, local.zbar_rec], dim=-1, out=zbar)
         staging["psis"][k + 1].copy_(local.psi)
-        torch.mul(staging["zouts"][k - 1] if k else tr["z_out"], kappa, out=staging["zouts"][k]).add_(local.z)
-        tr["b_out"] = kappa * tr["b_out"] + 1.0
-        tr["b_outs"].append(tr["b_out"])
         if error is None:
             staging["errors"][k].zero_()
         else:
@@ -344,21 +343,15 @@ class EProp(Rule):
             self._flush_traces()
 
     def _flush_traces(self) -> None:
-        """Form the staged steps' learning signals and readout terms, then start the compiled
-        pass: on the helper thread when there is a spare set of buffers to stage the next
-        chunk in, else here, to completion."""
+        """Form the staged steps' learning signals, then start the compiled pass: on the helper
+        thread when there is a spare set of buffers to stage the next chunk in, else here, to
+        completion."""
         model, tr = self.model, self._t
         k, staged = tr["staged"], tr["staging"]
         if not k:
             return
-        errors, zouts, signals = staged["errors"][:k], staged["zouts"][:k], staged["signals"][:k]
+        errors, signals = staged["errors"][:k], staged["signals"][:k]
         torch.matmul(errors, tr["B"].t(), out=signals)
-        # the readout's terms step by step: one product over the chunk would sum them in another
-        # order, and a float32 training run (examples/eprop_evidence.py) follows the rounding
-        for step, (present, b_out) in enumerate(zip(tr["active"], tr["b_outs"])):
-            if present:
-                self._accumulate_readout(errors[step], zouts[step], b_out)
-        tr["z_out"].copy_(zouts[-1])
         if tr["active"][-1]:
             tr["L"].copy_(signals[-1])          # the learning signal a monitor reads
         # a step without a target, or with zero error, adds nothing: the pass skips its sum
@@ -377,7 +370,7 @@ class EProp(Rule):
         tr["staging"]["psis"][0].copy_(staged["psis"][k])
         tr["staging"]["zbars"][0].copy_(staged["zbars"][k])
         tr["zbar"] = tr["staging"]["zbars"][0]
-        tr["staged"], tr["active"], tr["b_outs"] = 0, [], []
+        tr["staged"], tr["active"] = 0, []
 
     def _settle_traces(self) -> None:
         """Run the staged steps and wait for the pass: ē, ε^a and the gradient are then current."""
