@@ -40,10 +40,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from _common import write_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 HERE = Path(__file__).resolve().parent
 CONFIG = dict(n_exc=3200, n_inh=800, p=0.02, dt=1e-4, duration=1.0, dense_duration=0.1, seed=0)
@@ -84,37 +88,62 @@ def export_network(path: Path) -> None:
 
 
 def run_creditlab(path: str, batch: int, duration: float) -> dict:
-    """``path``: "compiled" (the default Simulator run), "event" or "dense" (PyTorch steps)."""
+    """``path``: "compiled" (the default Simulator run), "event" or "dense" (PyTorch steps), or "gpu"
+    (the default Simulator run of the model moved to CUDA: the Triton kernel)."""
     import torch
     import creditlab as cl
     torch.set_num_threads(1)
-    compiled = path == "compiled"
-    model = cuba_model("event" if compiled else path)
+    gpu = path == "gpu"
+    compiled = path in ("compiled", "gpu")
+    device = torch.device("cuda" if gpu else "cpu")
+    model = cuba_model("event" if compiled else path).to(device)
     n_steps = int(round(duration / CONFIG["dt"]))
     recorded = list(range(min(batch, RECORDED_TRIALS)))
     # all trials are recorded when they are few: selecting trials costs an indexing op per step
     monitor = cl.simulator.monitors.Monitor("spikes", batch=None if batch == len(recorded) else recorded)
     sim = cl.Simulator(model, monitors=[monitor], fast=compiled)
     if sim.uses_fused_path() != compiled:
-        raise RuntimeError(f"creditlab {path}: the compiled loop is "
+        raise RuntimeError(f"creditlab {path}: the fused loop is "
                            f"{'unavailable: ' + str(cl.native.reason()) if compiled else 'in use'}")
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     repeats = 1 if (batch >= 100 and not compiled) or path == "dense" else REPEATS
     seconds = float("inf")
     with torch.no_grad():
-        sim.run(torch.zeros(10, batch, 0, dtype=torch.float64))
+        sim.run(torch.zeros(10, batch, 0, dtype=torch.float64, device=device))
         for _ in range(repeats):
+            sync()
             start = time.perf_counter()
-            result = sim.run(torch.zeros(n_steps, batch, 0, dtype=torch.float64))
+            result = sim.run(torch.zeros(n_steps, batch, 0, dtype=torch.float64, device=device))
+            sync()
             seconds = min(seconds, time.perf_counter() - start)
         step_seconds = time_steps(model, batch, n_steps) if batch == 1 and not compiled else None
-    spikes = result.record.spikes                     # [T, trials, N]
+    spikes = result.record.spikes.cpu()                # [T, trials, N]
     stats = [spike_statistics(*[a.numpy() for a in spikes[:, k].nonzero(as_tuple=True)],
                               model.n_units, duration) for k in range(len(recorded))]
     mean_rate = float(result.outputs.mean()) / (model.n_units * CONFIG["dt"])   # outputs: spikes per step
-    return {"contender": f"creditlab {path}", "batch": batch, "sim_seconds": duration,
-            "seconds": seconds, "seconds_per_trial": seconds / batch, "loop_seconds": None,
-            "repeats": repeats, "step_only_seconds": step_seconds, "rate_hz": mean_rate, "cv_isi": float(np.mean([s["cv_isi"] for s in stats])),
-            "trial0": stats[0], "device": "CPU", "torch": torch.__version__}
+    row = {"contender": f"creditlab {path}", "batch": batch, "sim_seconds": duration,
+           "seconds": seconds, "seconds_per_trial": seconds / batch, "loop_seconds": None,
+           "repeats": repeats, "step_only_seconds": step_seconds, "rate_hz": mean_rate,
+           "cv_isi": float(np.mean([s["cv_isi"] for s in stats])), "trial0": stats[0],
+           "device": torch.cuda.get_device_name(device) if gpu else "CPU", "torch": torch.__version__}
+    if gpu:
+        row["same_spikes_as_cpu"] = same_spikes_as_cpu(spikes, len(recorded), n_steps)
+    return row
+
+
+def same_spikes_as_cpu(spikes: "torch.Tensor", trials: int, n_steps: int) -> dict:
+    """Compare the recorded trials' spikes with the compiled CPU loop's (the tested reference)."""
+    import torch
+    import creditlab as cl
+    model = cuba_model("event")
+    monitor = cl.simulator.monitors.Monitor("spikes")
+    with torch.no_grad():
+        cpu = cl.Simulator(model, monitors=[monitor]).run(torch.zeros(n_steps, trials, 0, dtype=torch.float64))
+    reference = cpu.record.spikes
+    differ = (reference != spikes).any(-1)                      # [T, trials]: steps whose spikes differ
+    first = [int(d.nonzero()[0]) if bool(d.any()) else None for d in differ.unbind(1)]
+    return {"trials": trials, "identical_trials": sum(f is None for f in first), "first_differing_step": first,
+            "spikes_gpu": int(spikes.sum()), "spikes_cpu": int(reference.sum())}
 
 
 def time_steps(model, batch: int, n_steps: int) -> float:
@@ -240,9 +269,14 @@ def main() -> None:
     parser.add_argument("--contender")
     parser.add_argument("--network", type=Path)
     parser.add_argument("--batch", type=int, nargs="+", default=[10])
+    parser.add_argument("--gpu", action="store_true",
+                        help="run only creditlab on CUDA (batches of --batch, default 1 100 1000) → results/cuba_gpu.*")
     args = parser.parse_args()
     if args.contender:
         print(json.dumps(run_contender(args.contender, args.network, args.batch[0])))
+        return
+    if args.gpu:
+        main_gpu(args.batch if args.batch != [10] else [1, 100, 1000])
         return
     jobs = [("creditlab-compiled", 1), *(("creditlab-compiled", b) for b in args.batch),
             ("creditlab-event", 1), ("profile", 1), *(("creditlab-event", b) for b in args.batch),
@@ -273,6 +307,52 @@ def main() -> None:
     write_atomic(out_dir / "cuba.json", json.dumps(payload, indent=2))
     write_atomic(out_dir / "cuba.md", report(rows, loads, profile))
     print(table(rows))
+
+
+def main_gpu(batches: list[int]) -> None:
+    """creditlab's CUBA on the GPU, one process per batch size, against the CPU rows of results/cuba.json."""
+    rows = []
+    for batch in batches:
+        out = subprocess.run([sys.executable, __file__, "--contender", "creditlab-gpu", "--batch", str(batch)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            rows.append({"contender": "creditlab gpu", "batch": batch, "unavailable": out.stderr.strip()[-300:]})
+        else:
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["device_detail"] = row["device"]
+            rows.append(row)
+        print(json.dumps(rows[-1]), flush=True)
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    cpu = json.loads((out_dir / "cuba.json").read_text()) if (out_dir / "cuba.json").exists() else None
+    write_atomic(out_dir / "cuba_gpu.json", json.dumps({"config": CONFIG, "rows": rows}, indent=2))
+    write_atomic(out_dir / "cuba_gpu.md", report_gpu(rows, cpu))
+    print(report_gpu(rows, cpu))
+
+
+def report_gpu(rows: list[dict], cpu: dict | None) -> str:
+    """The GPU rows and target (d)'s GPU half: 1000 trials against one Brian2 trial on the CPU."""
+    lines = ["# CUBA network on the GPU: creditlab's Triton kernel", "",
+             "Same network, initial potentials and float64 as `cuba.md`; `Simulator(model.to('cuda')).run(...)` as a "
+             "user calls it (one Triton program per trial, the whole run in one launch), timed with the device "
+             "synchronised, best of the timed runs after a warm-up run that compiles the kernel.  `same spikes` "
+             f"compares the first {RECORDED_TRIALS} trials (or fewer) step by step with the compiled CPU loop.", "",
+             table(rows), ""]
+    same = [f"batch {r['batch']}: {r['same_spikes_as_cpu']['identical_trials']} of "
+            f"{r['same_spikes_as_cpu']['trials']} trials spike for spike (first differing steps "
+            f"{r['same_spikes_as_cpu']['first_differing_step']})" for r in rows if "same_spikes_as_cpu" in r]
+    lines += ["Same spikes as the CPU loop: " + "; ".join(same) + ".", ""]
+    big = [r for r in rows if r.get("batch") == 1000 and "seconds" in r]
+    brian = [r for r in (cpu or {}).get("rows", []) if r["contender"].startswith("brian2") and "seconds" in r]
+    if big and brian:
+        lines.append("## Target (d) on the GPU: 1000 trials in less time than one Brian2 trial on the CPU")
+        lines.append("")
+        for b in sorted(brian, key=lambda r: r["seconds"]):
+            ratio = b["seconds"] / big[0]["seconds"]
+            verdict = f"met ({ratio:.1f}× less time)" if ratio > 1 else f"missed ({1 / ratio:.1f}× more time)"
+            lines.append(f"- against {b['contender']} ({b['seconds']:.2f} s for one trial on {cpu['device']}): "
+                         f"1000 trials took {big[0]['seconds']:.3f} s — {verdict}")
+    return "\n".join(lines) + "\n"
 
 
 def report(rows: list[dict], loads: list[dict], profile: dict) -> str:

@@ -1,13 +1,10 @@
 """The Triton LIF kernels equal the PyTorch reference loop of ``lif_sequence``.
 
 On a CUDA machine the kernels are compiled and run on the GPU; elsewhere they
-run in Triton's CPU interpreter, which Triton selects when a kernel is
-defined — hence the environment variable is set here, before the first
-kernel use, and only when there is no GPU.
+run in Triton's CPU interpreter (``TRITON_INTERPRET=1``, which
+tests/conftest.py sets when there is no GPU, before Triton is first imported).
 """
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
@@ -20,8 +17,6 @@ from creditlab.models import Surrogate, fused_triton, lif_sequence  # noqa: E402
 from creditlab.models.fused import LIFSequenceState  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-if not CUDA:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 DEVICE = "cuda" if CUDA else "cpu"
 
 

@@ -160,3 +160,77 @@ def eprop_traces(psi, zbar, beta, consts, ebar, eps_a, signal, active, grad, e_s
     tl.store(grad + row, g, mask=mask)
     if HAS_E_SUM:
         tl.store(e_sum + row, es, mask=mask)
+
+
+@triton.jit
+def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, consts, counts_ptr,
+             record_ptr, slot_ptr, n_steps, t0, batch, n, fan_out, n_refractory, n_recorded,
+             RECORD: tl.constexpr, BLOCK: tl.constexpr, K_BLOCK: tl.constexpr):
+    # one program per trial: its n neurons stay in registers for the whole run
+    b = tl.program_id(0).to(tl.int64)
+    j = tl.arange(0, BLOCK)
+    m = j < n
+    state = vg_ptr + b * 3 * n
+    ge = tl.load(state + j, mask=m, other=0.0)
+    gi = tl.load(state + n + j, mask=m, other=0.0)
+    v = tl.load(state + 2 * n + j, mask=m, other=0.0)
+    free_at = tl.load(free_ptr + b * n + j, mask=m, other=0)
+    p0 = tl.load(consts)
+    p1 = tl.load(consts + 1)
+    p2 = tl.load(consts + 2)
+    p3 = tl.load(consts + 3)
+    p4 = tl.load(consts + 4)
+    p5 = tl.load(consts + 5)
+    p6 = tl.load(consts + 6)
+    p7 = tl.load(consts + 7)
+    p8 = tl.load(consts + 8)
+    o0 = tl.load(consts + 9)
+    o1 = tl.load(consts + 10)
+    o2 = tl.load(consts + 11)
+    v_th = tl.load(consts + 12)
+    v_reset = tl.load(consts + 13)
+    k = tl.arange(0, K_BLOCK)
+    in_row = k < fan_out
+    acc = acc_ptr + b * 2 * n
+    spiked = spiked_ptr + b * n
+    if RECORD:
+        slot = tl.load(slot_ptr + b)
+    for t in range(n_steps):
+        step = t0 + t
+        e = ge
+        i = gi
+        u = v
+        # the propagator row by row, summed left to right as the compiled CPU loop sums it
+        ge = o0 + p0 * e + p1 * i + p2 * u
+        gi = o1 + p3 * e + p4 * i + p5 * u
+        v = o2 + p6 * e + p7 * i + p8 * u
+        v = tl.where(free_at > step, v_reset, v)
+        z = (v > v_th) & m
+        zi = z.to(tl.int32)
+        count = tl.sum(zi, axis=0)
+        if count > 0:
+            # the spiking neurons' indices, compacted in ascending order, for a loop over events
+            tl.store(spiked + tl.cumsum(zi, axis=0) - 1, j, mask=z)
+            tl.debug_barrier()
+            for s in range(count):
+                pre = tl.load(spiked + s, cache_modifier=".cg").to(tl.int64)
+                w = tl.load(weights_ptr + pre * fan_out + k, mask=in_row, other=0.0)
+                target = tl.load(targets_ptr + pre * fan_out + k, mask=in_row, other=0)
+                # padding (target 0, weight 0) is skipped: it may share an address with a real synapse
+                tl.atomic_add(acc + target, w, mask=in_row & (w != 0.0))
+            tl.debug_barrier()
+            # the atomics land in L2; ".cg" reads there rather than a stale L1 line
+            ge = ge + tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
+            gi = gi + tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
+            tl.store(acc + j, tl.zeros_like(ge), mask=m)
+            tl.store(acc + n + j, tl.zeros_like(gi), mask=m)
+            v = tl.where(z, v_reset, v)
+            free_at = tl.where(z, step + n_refractory, free_at)
+        tl.store(counts_ptr + t * batch + b, count.to(counts_ptr.dtype.element_ty))
+        if RECORD:
+            if slot >= 0:
+                tl.store(record_ptr + (t * n_recorded + slot) * n + j, zi.to(tl.uint8), mask=m)
+    tl.store(state + j, ge, mask=m)
+    tl.store(state + n + j, gi, mask=m)
+    tl.store(state + 2 * n + j, v, mask=m)
+    tl.store(free_ptr + b * n + j, free_at, mask=m)

@@ -53,6 +53,7 @@ import torch
 
 from .. import _checks, native
 from ..simulator.monitors import ALIASES, Monitor, monitored_batch, record_sequences
+from . import fused_triton
 from .base import Model
 from .sparse import DELIVERY_MODES, SparseConnectivity
 
@@ -219,18 +220,22 @@ class CUBA(Model):
         return x.new_zeros(()).expand(x.shape[0], x.shape[1], self.n_units)
 
     def fused_available(self, traces: bool, grad: bool = True, monitors: tuple[Monitor, ...] = ()) -> bool:
-        # the compiled loop delivers events and can record spikes and outputs
+        # the compiled loop (CPU) and the Triton kernel (CUDA) deliver events and can record spikes and outputs
         return (self.delivery == "event" and not traces
                 and all(ALIASES.get(m.name, m.name) in ("z", "y") for m in monitors)
-                and native.supports(self.propagator))
+                and (fused_triton.cuba_usable(self.propagator.new_empty(1, 3, self.n_units))
+                     if self.propagator.is_cuda else native.supports(self.propagator)))
 
     def run_fused(self, x: torch.Tensor, state: CUBAState,
                   monitors: tuple[Monitor, ...] = ()) -> tuple[torch.Tensor, CUBAState, dict[str, torch.Tensor]]:
-        """The whole run in the compiled CPU loop (:mod:`creditlab.native`): the same spikes as stepping."""
+        """The whole run in one call: the compiled CPU loop (:mod:`creditlab.native`), the same
+        spikes as stepping, or on CUDA the Triton kernel (:func:`~creditlab.models.fused_triton.cuba_run`),
+        one program per trial."""
         n_steps, batch = x.shape[0], x.shape[1]
         vg, free_at = state.vg.contiguous().clone(), state.free_at.contiguous().clone()
         rows = monitored_batch(monitors, ("spikes", "z"), batch)
-        counts, spikes = native.cuba_run(
+        run = fused_triton.cuba_run if vg.is_cuda else native.cuba_run
+        counts, spikes = run(
             n_steps, state.t, self.propagator, self.offset.view(-1), self.v_th, self.v_reset,
             self.n_refractory, self.synapses.targets, self.synapses.weights, vg, free_at, rows)
         outputs = counts.unsqueeze(-1)

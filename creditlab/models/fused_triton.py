@@ -226,3 +226,84 @@ def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho:
         psi, zbar, beta if n_alif else consts, consts, ebar, eps_a if eps_a is not None else ebar, signal,
         active, grad, e_sum if e_sum is not None else grad, signal.shape[0], n, batch, p, n - n_alif,
         HAS_E_SUM=e_sum is not None, BLOCK=BLOCK, enable_fp_fusion=False)
+
+
+#: most neurons the CUBA kernel holds in one program's registers (larger networks step in PyTorch)
+CUBA_MAX_UNITS = 8192
+#: per (device, dtype): "" once the CUBA kernel's probe launch ran, else why it failed
+_cuba_probe_errors: dict[tuple[Any, ...], str] = {}
+
+
+def cuba_usable(vg: torch.Tensor) -> bool:
+    """Whether a CUBA run with state ``vg [B, 3, N]`` takes the Triton kernel: CUDA, float32/float64,
+    N ≤ ``CUBA_MAX_UNITS``, Triton installed, and a probe launch compiled (else a warning, once)."""
+    if not vg.is_cuda or vg.dtype not in DTYPES or vg.shape[-1] > CUBA_MAX_UNITS \
+            or importlib.util.find_spec("triton") is None:
+        return False
+    key = (vg.device, vg.dtype)
+    if key not in _cuba_probe_errors:
+        try:
+            _cuba_probe(vg)
+            _cuba_probe_errors[key] = ""
+        except Exception as err:      # a kernel that does not compile here must not break the run
+            _cuba_probe_errors[key] = f"{type(err).__name__}: {err}"
+            warnings.warn(f"creditlab: the Triton CUBA kernel failed to compile on {vg.device} "
+                          f"({_cuba_probe_errors[key]}); the network steps in PyTorch", RuntimeWarning,
+                          stacklevel=3)
+    return not _cuba_probe_errors[key]
+
+
+def _cuba_probe(like: torch.Tensor) -> None:
+    # two neurons, one synapse 0 → 1, both above threshold: the event loop runs once
+    propagator = torch.eye(3, dtype=like.dtype, device=like.device)
+    vg = torch.zeros(1, 3, 2, dtype=like.dtype, device=like.device)
+    vg[:, 2] = 1.0
+    targets = torch.tensor([[1], [0]], device=like.device)
+    weights = torch.tensor([[0.5], [0.0]], dtype=like.dtype, device=like.device)
+    cuba_run(2, 0, propagator, propagator.new_zeros(3), 0.5, 0.0, 1, targets, weights, vg,
+             torch.zeros(1, 2, dtype=torch.int64, device=like.device), [0])
+
+
+def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tensor, v_th: float,
+             v_reset: float, n_refractory: int, targets: torch.Tensor, weights: torch.Tensor,
+             vg: torch.Tensor, free_at: torch.Tensor, record_rows: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`creditlab.native.cuba_run` on the GPU: one Triton program per trial.
+
+    Each program keeps its trial's g_e, g_i, v and refractory ends in registers
+    for all ``n_steps`` steps, so a batch of independent trials runs as one
+    launch.  Per step: the propagator update (summed in the CPU loop's order,
+    no fused multiply-adds), the threshold, and — only when a neuron spiked —
+    the spiking indices compacted in ascending order, each one's padded row
+    of targets added into a per-trial buffer with atomic adds, and the buffer
+    added to the currents.  A neuron receiving one spike in a step gets
+    exactly the CPU loop's sum; one receiving several gets them summed first
+    (another rounding), so states agree to float tolerance and the spikes are
+    the same unless a neuron sits within that rounding of threshold.
+    ``vg [B, 3, N]`` and ``free_at [B, N]`` are updated in place; returns the
+    spike counts ``[T, B]`` and, for the trials in ``record_rows``, their
+    spikes ``[T, len(record_rows), N]`` (bool).
+    """
+    import triton
+    batch, _, n = vg.shape
+    device, dtype = vg.device, vg.dtype
+    consts = torch.cat([propagator.reshape(-1).to(torch.float64), offset.reshape(-1).to(torch.float64),
+                        torch.tensor([v_th, v_reset], dtype=torch.float64, device=device)]).to(dtype)
+    counts = torch.empty(n_steps, batch, dtype=dtype, device=device)
+    slot = torch.full((batch,), -1, dtype=torch.int64, device=device)
+    record = None
+    if record_rows:
+        slot[torch.tensor(record_rows, dtype=torch.int64, device=device)] = torch.arange(len(record_rows),
+                                                                                      device=device)
+        record = torch.zeros(n_steps, len(record_rows), n, dtype=torch.uint8, device=device)
+    acc = torch.zeros(batch, 2 * n, dtype=dtype, device=device)
+    spiked = torch.empty(batch, n, dtype=torch.int32, device=device)
+    block = triton.next_power_of_2(n)
+    fan_out = targets.shape[1]
+    _kernels().cuba_run[(batch,)](
+        vg, free_at, acc, spiked, targets.contiguous(), weights.contiguous(), consts, counts,
+        record if record is not None else spiked, slot, n_steps, t0, batch, n, fan_out, n_refractory,
+        len(record_rows), RECORD=record is not None, BLOCK=block,
+        K_BLOCK=triton.next_power_of_2(max(fan_out, 1)),
+        # loads stay in program order around the barriers: no software pipelining
+        num_warps=max(4, min(16, block // 256)), num_stages=1, enable_fp_fusion=False)
+    return counts, None if record is None else record.bool()
