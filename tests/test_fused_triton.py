@@ -77,7 +77,8 @@ def test_triton_kernels_cover_lanes_across_programs(recurrent: bool) -> None:
     assert fused_triton.BLOCK < current[0].numel() < 2 * fused_triton.BLOCK
     assert torch.equal(spikes, ref_spikes) and torch.equal(end.v, ref_end.v)
     for got, want in zip(grads, ref_grads):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        # float32 sums through recurrent products: cuBLAS picks its reduction order per shape
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_triton_backend_names_what_it_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:

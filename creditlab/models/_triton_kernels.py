@@ -61,7 +61,8 @@ def pseudo(s, p1, p2, SURROGATE: tl.constexpr):
     """ψ(s) in Surrogate.pseudo's operation order (p1, p2 from :func:`_constants`)."""
     if SURROGATE == 0:       # fast sigmoid: 1 / (1 + slope |s|)²
         d = 1.0 + p1 * tl.abs(s)
-        psi = tl.math.fdiv(1.0, d * d, ieee_rounding=True)
+        # the numerator in d's dtype: fdiv takes operands of one type (a literal 1.0 is float32)
+        psi = tl.math.fdiv(tl.zeros_like(d) + 1.0, d * d, ieee_rounding=True)
     elif SURROGATE == 1:     # triangle: γ max(0, 1 − slope |s|) slope
         psi = p2 * tl.maximum(1.0 - p1 * tl.abs(s), 0.0) * p1
     else:                    # arctan: (slope / 2) / (1 + (π/2 slope s)²)
@@ -216,14 +217,19 @@ def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, co
                 pre = tl.load(spiked + s, cache_modifier=".cg").to(tl.int64)
                 w = tl.load(weights_ptr + pre * fan_out + k, mask=in_row, other=0.0)
                 target = tl.load(targets_ptr + pre * fan_out + k, mask=in_row, other=0)
-                # padding (target 0, weight 0) is skipped: it may share an address with a real synapse
-                tl.atomic_add(acc + target, w, mask=in_row & (w != 0.0))
-            tl.debug_barrier()
-            # the atomics land in L2; ".cg" reads there rather than a stale L1 line
-            ge = ge + tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
-            gi = gi + tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
-            tl.store(acc + j, tl.zeros_like(ge), mask=m)
-            tl.store(acc + n + j, tl.zeros_like(gi), mask=m)
+                # a row's targets are distinct, so plain stores suffice; padding (target 0, weight 0)
+                # is left out, since it would overwrite a real synapse onto neuron 0
+                real = in_row & (w != 0.0)
+                tl.store(acc + target, w, mask=real)
+                tl.debug_barrier()
+                # one spike at a time: every current gets its weights added in ascending order of
+                # the presynaptic neuron, the CPU loop's sums exactly (adding 0 changes nothing);
+                # ".cg" reads L2, where the other threads' stores are, not a stale L1 line
+                ge = ge + tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
+                gi = gi + tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
+                tl.debug_barrier()
+                tl.store(acc + target, tl.zeros_like(w), mask=real)
+                tl.debug_barrier()
             v = tl.where(z, v_reset, v)
             free_at = tl.where(z, step + n_refractory, free_at)
         tl.store(counts_ptr + t * batch + b, count.to(counts_ptr.dtype.element_ty))

@@ -273,12 +273,11 @@ def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tens
     for all ``n_steps`` steps, so a batch of independent trials runs as one
     launch.  Per step: the propagator update (summed in the CPU loop's order,
     no fused multiply-adds), the threshold, and — only when a neuron spiked —
-    the spiking indices compacted in ascending order, each one's padded row
-    of targets added into a per-trial buffer with atomic adds, and the buffer
-    added to the currents.  A neuron receiving one spike in a step gets
-    exactly the CPU loop's sum; one receiving several gets them summed first
-    (another rounding), so states agree to float tolerance and the spikes are
-    the same unless a neuron sits within that rounding of threshold.
+    the spiking indices compacted in ascending order; then, spike by spike,
+    its padded row of weights is stored into a per-trial buffer, every lane
+    adds its entry to its current, and the row is cleared.  Each current thus
+    receives its synapses' weights one at a time in the CPU loop's order: the
+    same sums, the same spikes.
     ``vg [B, 3, N]`` and ``free_at [B, N]`` are updated in place; returns the
     spike counts ``[T, B]`` and, for the trials in ``record_rows``, their
     spikes ``[T, len(record_rows), N]`` (bool).
