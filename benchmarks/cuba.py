@@ -386,7 +386,7 @@ def report(rows: list[dict], loads: list[dict], profile: dict) -> str:
         f"compiled program (cpp_standalone: compilation excluded), and `main loop` is Brian2's own timing of its "
         f"simulation loop.  The dense creditlab path ran {CONFIG['dense_duration']} s of simulated time (its cost per "
         f"step does not depend on activity).  A batch holds independent trials (same synapses, own initial v); the "
-        f"issue's GPU target of 1000 batched trials was not run: this machine has no GPU.\n\n"
+        f"batches on a CUDA GPU are in the GPU section (`python benchmarks/cuba.py --gpu`).\n\n"
         f"1-minute load average (2 cores) before each contender: {load_text}.  Times are the best of {REPEATS} runs "
         f"in the same process (one run for the dense path and PyTorch batches of 100 or more).\n\n{table(rows)}\n\n"
         f"Same spikes: every contender's rate and CV come from the same network and initial state; where they agree "

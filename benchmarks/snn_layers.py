@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--repeats", type=int, default=None, help="timed runs (default: 5 on CUDA, 3 on CPU)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="snn_layers", help="file stem of the JSON and table written to --out")
     parser.add_argument("--child", nargs=5, metavar=("CONTENDER", "TASK", "T", "B", "H"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     repeats = args.repeats or (5 if args.device.startswith("cuda") else 3)
@@ -271,9 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         # written after every row: a run stopped early keeps what it measured
-        write_atomic(args.out / "snn_layers.json", json.dumps(
+        write_atomic(args.out / f"{args.name}.json", json.dumps(
             {"device": device, "versions": versions, "load_average": os.getloadavg(), "rows": rows}, indent=2))
-        write_atomic(args.out / "snn_layers.md", table(rows, device))
+        write_atomic(args.out / f"{args.name}.md", table(rows, device))
     print(table(rows, device))
 
 

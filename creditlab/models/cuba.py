@@ -38,7 +38,9 @@ density.  On the CPU, a run with event delivery that records nothing but
 spikes and outputs goes through a compiled loop (:mod:`creditlab.native`,
 ``Simulator(fast=False)`` or ``CREDITLAB_NATIVE=0`` to step in PyTorch):
 the same arithmetic in the same order, about as fast as Brian2's
-cpp_standalone target.  The model is batched over independent trials: every trial has the
+cpp_standalone target.  On CUDA the same run is one Triton kernel with one
+program per trial (:func:`~creditlab.models.fused_triton.cuba_run`), which
+adds each spike's weights in the CPU loop's order.  The model is batched over independent trials: every trial has the
 same synapses and its own initial membrane potentials.  It has no input
 (``n_in = 0``; the input ``[T, B, 0]`` only sets the number of steps and
 trials) and no trainable parameters; its output ``[B, 1]`` is the number of

@@ -1,4 +1,4 @@
-"""Triton kernels for :func:`~creditlab.models.fused.lif_sequence` and e-prop's trace pass on CUDA.
+"""Triton kernels on CUDA: :func:`~creditlab.models.fused.lif_sequence`, e-prop's trace pass, CUBA runs.
 
 The PyTorch loop of :mod:`creditlab.models.fused` launches ~8 kernels per
 time step in forward and ~8 in backward; at T = 1000 that is ~16 000 launches
@@ -24,7 +24,8 @@ in CI; the interpreter is far too slow for real work and is never picked
 automatically.
 
 :func:`eprop_traces` is the GPU form of :func:`creditlab.native.eprop_traces`
-(see :mod:`creditlab.rules.eprop`).
+(see :mod:`creditlab.rules.eprop`), and :func:`cuba_run` that of
+:func:`creditlab.native.cuba_run` (see :mod:`creditlab.models.cuba`).
 """
 from __future__ import annotations
 
