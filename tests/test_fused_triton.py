@@ -6,6 +6,8 @@ tests/conftest.py sets when there is no GPU, before Triton is first imported).
 """
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -139,3 +141,21 @@ def test_eprop_triton_trace_pass_equals_the_c_loop_bit_for_bit() -> None:
                               signal.to(DEVICE), active.to(DEVICE), *kernel[2:])
     for name, want, got in zip(("ebar", "eps_a", "grad", "e_sum"), c_loop, kernel):
         assert torch.equal(got.cpu(), want), name
+
+
+def test_a_kernel_that_does_not_compile_warns_once_and_is_not_taken() -> None:
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise RuntimeError("error encountered during parsing")
+
+    key = ("test", object())
+    with pytest.warns(RuntimeWarning, match=r"kernel X failed \(RuntimeError: error encountered during parsing\); "
+                                            r"PyTorch instead"):
+        assert not fused_triton._compiles(key, failing, "kernel X failed", "PyTorch instead")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not fused_triton._compiles(key, failing, "kernel X failed", "PyTorch instead")
+    assert len(calls) == 1, "the probe runs once per configuration"
+    assert fused_triton._compiles(("test", object()), lambda: None, "unused", "unused")

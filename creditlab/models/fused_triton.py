@@ -35,7 +35,7 @@ import math
 import os
 import warnings
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -74,7 +74,7 @@ def unavailable_reason(current: torch.Tensor, surrogate: Surrogate) -> str | Non
     return None
 
 
-#: per kernel configuration: "" once its probe launch ran, else why it failed
+#: per kernel configuration (LIF, or "cuba" with device and dtype): "" once its probe launch ran, else why it failed
 _probe_errors: dict[tuple[Any, ...], str] = {}
 
 
@@ -84,15 +84,21 @@ def auto_usable(current: torch.Tensor, surrogate: Surrogate, adaptive: bool, ref
     if not current.is_cuda or unavailable_reason(current, surrogate) is not None:
         return False
     key = (current.device, current.dtype, surrogate.name, adaptive, refractory)
+    return _compiles(key, lambda: _probe(current, surrogate, adaptive, refractory),
+                     f"the Triton LIF kernels failed to compile on {current.device}",
+                     "lif_sequence uses its PyTorch loop")
+
+
+def _compiles(key: tuple[Any, ...], probe: Callable[[], None], failure: str, fallback: str) -> bool:
+    """Whether ``probe`` (a small launch of one kernel configuration) ran; tried once per key, a
+    failure warns once (``failure``; ``fallback``) and the caller takes its PyTorch path."""
     if key not in _probe_errors:
         try:
-            _probe(current, surrogate, adaptive, refractory)
+            probe()
             _probe_errors[key] = ""
         except Exception as err:      # a kernel that does not compile here must not break the run
             _probe_errors[key] = f"{type(err).__name__}: {err}"
-            warnings.warn(f"creditlab: the Triton LIF kernels failed to compile on {current.device} "
-                          f"({_probe_errors[key]}); lif_sequence uses its PyTorch loop", RuntimeWarning,
-                          stacklevel=3)
+            warnings.warn(f"creditlab: {failure} ({_probe_errors[key]}); {fallback}", RuntimeWarning, stacklevel=4)
     return not _probe_errors[key]
 
 
@@ -231,8 +237,6 @@ def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho:
 
 #: most neurons the CUBA kernel holds in one program's registers (larger networks step in PyTorch)
 CUBA_MAX_UNITS = 8192
-#: per (device, dtype): "" once the CUBA kernel's probe launch ran, else why it failed
-_cuba_probe_errors: dict[tuple[Any, ...], str] = {}
 
 
 def cuba_usable(vg: torch.Tensor) -> bool:
@@ -241,17 +245,8 @@ def cuba_usable(vg: torch.Tensor) -> bool:
     if not vg.is_cuda or vg.dtype not in DTYPES or vg.shape[-1] > CUBA_MAX_UNITS \
             or importlib.util.find_spec("triton") is None:
         return False
-    key = (vg.device, vg.dtype)
-    if key not in _cuba_probe_errors:
-        try:
-            _cuba_probe(vg)
-            _cuba_probe_errors[key] = ""
-        except Exception as err:      # a kernel that does not compile here must not break the run
-            _cuba_probe_errors[key] = f"{type(err).__name__}: {err}"
-            warnings.warn(f"creditlab: the Triton CUBA kernel failed to compile on {vg.device} "
-                          f"({_cuba_probe_errors[key]}); the network steps in PyTorch", RuntimeWarning,
-                          stacklevel=3)
-    return not _cuba_probe_errors[key]
+    return _compiles(("cuba", vg.device, vg.dtype), lambda: _cuba_probe(vg),
+                     f"the Triton CUBA kernel failed to compile on {vg.device}", "the network steps in PyTorch")
 
 
 def _cuba_probe(like: torch.Tensor) -> None:
