@@ -76,11 +76,13 @@ def test_kernel_continues_a_state_with_refractory_neurons() -> None:
 
 
 def test_kernel_is_taken_only_for_cuda_models() -> None:
-    vg = torch.zeros(1, 3, 10)
-    assert not fused_triton.cuba_usable(vg)
+    assert not fused_triton.cuba_usable(torch.zeros(1), 10)
+    # on the CPU the compiled loop alone decides
+    assert CUBA(n_exc=40, n_inh=10, seed=0, delivery="event").fused_available(traces=False) == cl.native.available()
     if CUDA:
-        assert fused_triton.cuba_usable(vg.cuda())
-        assert not fused_triton.cuba_usable(torch.zeros(1, 3, fused_triton.CUBA_MAX_UNITS + 1, device="cuda"))
+        assert fused_triton.cuba_usable(torch.zeros(1, device="cuda"), 10)
+        assert not fused_triton.cuba_usable(torch.zeros(1, device="cuda"), fused_triton.CUBA_MAX_UNITS + 1)
+        assert not fused_triton.cuba_usable(torch.zeros(1, dtype=torch.float16, device="cuda"), 10)
 
 
 @pytest.mark.skipif(not CUDA, reason="the Simulator takes the kernel for models on CUDA")

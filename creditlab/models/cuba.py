@@ -40,8 +40,9 @@ spikes and outputs goes through a compiled loop (:mod:`creditlab.native`,
 the same arithmetic in the same order, about as fast as Brian2's
 cpp_standalone target.  On CUDA the same run is one Triton kernel with one
 program per trial (:func:`~creditlab.models.fused_triton.cuba_run`), which
-adds each spike's weights in the CPU loop's order.  The model is batched over independent trials: every trial has the
-same synapses and its own initial membrane potentials.  It has no input
+adds each spike's weights in the CPU loop's order.  The model is batched
+over independent trials: every trial has the same synapses and its own
+initial membrane potentials.  It has no input
 (``n_in = 0``; the input ``[T, B, 0]`` only sets the number of steps and
 trials) and no trainable parameters; its output ``[B, 1]`` is the number of
 neurons that spiked in the step (population rate = output / (N·dt)).
@@ -225,7 +226,7 @@ class CUBA(Model):
         # the compiled loop (CPU) and the Triton kernel (CUDA) deliver events and can record spikes and outputs
         return (self.delivery == "event" and not traces
                 and all(ALIASES.get(m.name, m.name) in ("z", "y") for m in monitors)
-                and (fused_triton.cuba_usable(self.propagator.new_empty(1, 3, self.n_units))
+                and (fused_triton.cuba_usable(self.propagator, self.n_units)
                      if self.propagator.is_cuda else native.supports(self.propagator)))
 
     def run_fused(self, x: torch.Tensor, state: CUBAState,

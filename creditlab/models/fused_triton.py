@@ -239,14 +239,15 @@ def eprop_traces(psi: torch.Tensor, zbar: torch.Tensor, beta: torch.Tensor, rho:
 CUBA_MAX_UNITS = 8192
 
 
-def cuba_usable(vg: torch.Tensor) -> bool:
-    """Whether a CUBA run with state ``vg [B, 3, N]`` takes the Triton kernel: CUDA, float32/float64,
-    N ≤ ``CUBA_MAX_UNITS``, Triton installed, and a probe launch compiled (else a warning, once)."""
-    if not vg.is_cuda or vg.dtype not in DTYPES or vg.shape[-1] > CUBA_MAX_UNITS \
+def cuba_usable(like: torch.Tensor, n_units: int) -> bool:
+    """Whether a CUBA run of ``n_units`` neurons with ``like``'s device and dtype takes the Triton
+    kernel: CUDA, float32/float64, ``n_units`` ≤ ``CUBA_MAX_UNITS``, Triton installed, and a probe
+    launch compiled (else a warning, once)."""
+    if not like.is_cuda or like.dtype not in DTYPES or n_units > CUBA_MAX_UNITS \
             or importlib.util.find_spec("triton") is None:
         return False
-    return _compiles(("cuba", vg.device, vg.dtype), lambda: _cuba_probe(vg),
-                     f"the Triton CUBA kernel failed to compile on {vg.device}", "the network steps in PyTorch")
+    return _compiles(("cuba", like.device, like.dtype), lambda: _cuba_probe(like),
+                     f"the Triton CUBA kernel failed to compile on {like.device}", "the network steps in PyTorch")
 
 
 def _cuba_probe(like: torch.Tensor) -> None:
