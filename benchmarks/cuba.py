@@ -268,18 +268,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contender")
     parser.add_argument("--network", type=Path)
-    parser.add_argument("--batch", type=int, nargs="+", default=[10])
+    parser.add_argument("--batch", type=int, nargs="+", default=None,
+                        help="creditlab batch sizes (default: 10 on the CPU, 1 100 1000 with --gpu)")
     parser.add_argument("--gpu", action="store_true",
-                        help="run only creditlab on CUDA (batches of --batch, default 1 100 1000) → results/cuba_gpu.*")
+                        help="run only creditlab on CUDA (batches of --batch) → results/cuba_gpu.*")
     args = parser.parse_args()
     if args.contender:
-        print(json.dumps(run_contender(args.contender, args.network, args.batch[0])))
+        print(json.dumps(run_contender(args.contender, args.network, (args.batch or [1])[0])))
         return
     if args.gpu:
-        main_gpu(args.batch if args.batch != [10] else [1, 100, 1000])
+        main_gpu(args.batch or [1, 100, 1000])
         return
-    jobs = [("creditlab-compiled", 1), *(("creditlab-compiled", b) for b in args.batch),
-            ("creditlab-event", 1), ("profile", 1), *(("creditlab-event", b) for b in args.batch),
+    batches = args.batch or [10]
+    jobs = [("creditlab-compiled", 1), *(("creditlab-compiled", b) for b in batches),
+            ("creditlab-event", 1), ("profile", 1), *(("creditlab-event", b) for b in batches),
             ("creditlab-dense", 1), ("brian2-numpy", 1), ("brian2-cython", 1), ("brian2-cpp_standalone", 1)]
     device = f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 thread)"
     rows, loads = [], []
