@@ -63,6 +63,25 @@ def test_kernel_equals_stepping(dtype: torch.dtype, atol: float) -> None:
     assert torch.equal(free_at, end.free_at)
 
 
+@pytest.mark.skipif(not cl.native.available(), reason="needs the compiled CPU loop")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_kernel_equals_the_compiled_loop(dtype: torch.dtype) -> None:
+    # the kernel's own reference: the C loop adds in the same order, with no fused multiply-adds, so
+    # the states agree bit for bit in either dtype (the step path's batched product may round differently)
+    model = CUBA(**SMALL, seed=3, dtype=dtype)
+    start = model.init_state(3)
+    vg, free_at = start.vg.clone(), start.free_at.clone()
+    counts, spikes = cl.native.cuba_run(STEPS, start.t, model.propagator, model.offset.view(-1), model.v_th,
+                                        model.v_reset, model.n_refractory, model.synapses.targets,
+                                        model.synapses.weights, vg, free_at, [2, 0])
+    assert counts.sum() > 100, "the network must be active for the comparison to mean anything"
+    k_counts, k_spikes, (k_vg, k_free_at) = kernel(model, start, STEPS, [2, 0])
+    assert torch.equal(k_spikes, spikes)
+    assert torch.equal(k_counts, counts)
+    assert torch.equal(k_vg, vg)
+    assert torch.equal(k_free_at, free_at)
+
+
 def test_kernel_continues_a_state_with_refractory_neurons() -> None:
     model = CUBA(**SMALL, seed=5, dtype=torch.float64)
     _, middle = stepped(model, model.init_state(2), 120)

@@ -210,26 +210,26 @@ def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, co
         zi = z.to(tl.int32)
         count = tl.sum(zi, axis=0)
         if count > 0:
-            # the spiking neurons' indices, compacted in ascending order, for a loop over events
+            # the spiking neurons' indices, compacted in ascending order, for a loop over events; the
+            # currents go to the trial's buffer, where the spikes' weights are added in place
             tl.store(spiked + tl.cumsum(zi, axis=0) - 1, j, mask=z)
+            tl.store(acc + j, ge, mask=m)
+            tl.store(acc + n + j, gi, mask=m)
             tl.debug_barrier()
             for s in range(count):
                 pre = tl.load(spiked + s, cache_modifier=".cg").to(tl.int64)
                 w = tl.load(weights_ptr + pre * fan_out + k, mask=in_row, other=0.0)
                 target = tl.load(targets_ptr + pre * fan_out + k, mask=in_row, other=0)
-                # a row's targets are distinct, so plain stores suffice; padding (target 0, weight 0)
-                # is left out, since it would overwrite a real synapse onto neuron 0
+                # a row's targets are distinct, so each lane owns its current for this spike; padding
+                # (target 0, weight 0) is left out, adding 0 changes nothing.  One spike at a time, in
+                # ascending order of the presynaptic neuron: the CPU loop's sums exactly.  ".cg" reads
+                # L2, where the other threads' stores are, not a stale L1 line
                 real = in_row & (w != 0.0)
-                tl.store(acc + target, w, mask=real)
+                current = tl.load(acc + target, mask=real, other=0.0, cache_modifier=".cg")
+                tl.store(acc + target, current + w, mask=real)
                 tl.debug_barrier()
-                # one spike at a time: every current gets its weights added in ascending order of
-                # the presynaptic neuron, the CPU loop's sums exactly (adding 0 changes nothing);
-                # ".cg" reads L2, where the other threads' stores are, not a stale L1 line
-                ge = ge + tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
-                gi = gi + tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
-                tl.debug_barrier()
-                tl.store(acc + target, tl.zeros_like(w), mask=real)
-                tl.debug_barrier()
+            ge = tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
+            gi = tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
             v = tl.where(z, v_reset, v)
             free_at = tl.where(z, step + n_refractory, free_at)
         tl.store(counts_ptr + t * batch + b, count.to(counts_ptr.dtype.element_ty))

@@ -270,11 +270,13 @@ def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tens
     for all ``n_steps`` steps, so a batch of independent trials runs as one
     launch.  Per step: the propagator update (summed in the CPU loop's order,
     no fused multiply-adds), the threshold, and — only when a neuron spiked —
-    the spiking indices compacted in ascending order; then, spike by spike,
-    its padded row of weights is stored into a per-trial buffer, every lane
-    adds its entry to its current, and the row is cleared.  Each current thus
-    receives its synapses' weights one at a time in the CPU loop's order: the
-    same sums, the same spikes.
+    the spiking indices compacted in ascending order and the currents written
+    to a per-trial buffer; then, spike by spike, the lanes of its padded row
+    add its weights to their targets' currents in that buffer (a row's
+    targets are distinct), and the currents are read back once.  Each current
+    thus receives its synapses' weights one at a time in the CPU loop's
+    order: the same sums, the same spikes, at a cost per spike of its fan-out
+    rather than of the network's size.
     ``vg [B, 3, N]`` and ``free_at [B, N]`` are updated in place; returns the
     spike counts ``[T, B]`` and, for the trials in ``record_rows``, their
     spikes ``[T, len(record_rows), N]`` (bool).
@@ -291,7 +293,7 @@ def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tens
         slot[torch.tensor(record_rows, dtype=torch.int64, device=device)] = torch.arange(len(record_rows),
                                                                                       device=device)
         record = torch.zeros(n_steps, len(record_rows), n, dtype=torch.uint8, device=device)
-    acc = torch.zeros(batch, 2 * n, dtype=dtype, device=device)
+    acc = torch.empty(batch, 2 * n, dtype=dtype, device=device)
     spiked = torch.empty(batch, n, dtype=torch.int32, device=device)
     block = triton.next_power_of_2(n)
     fan_out = targets.shape[1]
