@@ -216,10 +216,16 @@ def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, co
             tl.store(acc + j, ge, mask=m)
             tl.store(acc + n + j, gi, mask=m)
             tl.debug_barrier()
+            # rows are read-only, so reading them runs ahead of the additions: spike s + 1's row and
+            # spike s + 2's index are in flight while spike s adds, one memory round trip a spike
+            first = tl.load(spiked, cache_modifier=".cg").to(tl.int64)
+            w = tl.load(weights_ptr + first * fan_out + k, mask=in_row, other=0.0)
+            target = tl.load(targets_ptr + first * fan_out + k, mask=in_row, other=0)
+            ahead = tl.load(spiked + tl.minimum(1, count - 1), cache_modifier=".cg").to(tl.int64)
             for s in range(count):
-                pre = tl.load(spiked + s, cache_modifier=".cg").to(tl.int64)
-                w = tl.load(weights_ptr + pre * fan_out + k, mask=in_row, other=0.0)
-                target = tl.load(targets_ptr + pre * fan_out + k, mask=in_row, other=0)
+                w_next = tl.load(weights_ptr + ahead * fan_out + k, mask=in_row, other=0.0)
+                target_next = tl.load(targets_ptr + ahead * fan_out + k, mask=in_row, other=0)
+                ahead = tl.load(spiked + tl.minimum(s + 2, count - 1), cache_modifier=".cg").to(tl.int64)
                 # a row's targets are distinct, so each lane owns its current for this spike; padding
                 # (target 0, weight 0) is left out, adding 0 changes nothing.  One spike at a time, in
                 # ascending order of the presynaptic neuron: the CPU loop's sums exactly.  ".cg" reads
@@ -228,6 +234,8 @@ def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, co
                 current = tl.load(acc + target, mask=real, other=0.0, cache_modifier=".cg")
                 tl.store(acc + target, current + w, mask=real)
                 tl.debug_barrier()
+                w = w_next
+                target = target_next
             ge = tl.load(acc + j, mask=m, other=0.0, cache_modifier=".cg")
             gi = tl.load(acc + n + j, mask=m, other=0.0, cache_modifier=".cg")
             v = tl.where(z, v_reset, v)

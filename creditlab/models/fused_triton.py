@@ -302,6 +302,7 @@ def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tens
         record if record is not None else spiked, slot, n_steps, t0, batch, n, fan_out, n_refractory,
         len(record_rows), RECORD=record is not None, BLOCK=block,
         K_BLOCK=triton.next_power_of_2(max(fan_out, 1)),
-        # loads stay in program order around the barriers: no software pipelining
-        num_warps=max(4, min(16, block // 256)), num_stages=1, enable_fp_fusion=False)
+        # loads stay in program order around the barriers: no software pipelining.  Eight warps for the
+        # 4000-neuron network: 0.37 s for 1000 trials against 0.40 s with sixteen (H200, float64)
+        num_warps=max(4, min(16, block // 512)), num_stages=1, enable_fp_fusion=False)
     return counts, None if record is None else record.bool()
