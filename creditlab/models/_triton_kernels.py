@@ -217,7 +217,7 @@ def cuba_run(vg_ptr, free_ptr, acc_ptr, spiked_ptr, targets_ptr, weights_ptr, co
             tl.store(acc + n + j, gi, mask=m)
             tl.debug_barrier()
             # rows are read-only, so reading them runs ahead of the additions: spike s + 1's row and
-            # spike s + 2's index are in flight while spike s adds, one memory round trip a spike
+            # spike s + 2's index are requested before spike s adds
             first = tl.load(spiked, cache_modifier=".cg").to(tl.int64)
             w = tl.load(weights_ptr + first * fan_out + k, mask=in_row, other=0.0)
             target = tl.load(targets_ptr + first * fan_out + k, mask=in_row, other=0)

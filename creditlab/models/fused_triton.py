@@ -275,8 +275,8 @@ def cuba_run(n_steps: int, t0: int, propagator: torch.Tensor, offset: torch.Tens
     add its weights to their targets' currents in that buffer (a row's
     targets are distinct), and the currents are read back once.  Each current
     thus receives its synapses' weights one at a time in the CPU loop's
-    order: the same sums, the same spikes, at a cost per spike of its fan-out
-    rather than of the network's size.
+    order: the same sums, the same spikes; a spike reads and writes only its
+    fan-out's currents.
     ``vg [B, 3, N]`` and ``free_at [B, N]`` are updated in place; returns the
     spike counts ``[T, B]`` and, for the trials in ``record_rows``, their
     spikes ``[T, len(record_rows), N]`` (bool).
