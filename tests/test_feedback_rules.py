@@ -140,16 +140,10 @@ def test_kolen_pollack_under_adamw_decoupled_decay_keeps_the_exact_contraction()
         net = cl.models.MLP(sizes, activation="tanh", seed=0).double()
         rule = KolenPollack(weight_decay=0.0 if decoupled else decay, seed=0)
         sim = cl.Simulator(net, rule)
-        weights, biases = [layer.weight for layer in net.layers], [layer.bias for layer in net.layers]
-        opt = (torch.optim.AdamW([{"params": weights + rule.parameters(), "weight_decay": decay},
-                                  {"params": biases, "weight_decay": 0.0}], lr=lr) if decoupled
+        opt = (_adamw_on_weights_and_feedback(net, rule, lr, decay) if decoupled
                else torch.optim.Adam([*net.parameters(), *rule.parameters()], lr=lr))
         start = [layer.weight.detach() - b.t() for layer, b in zip(net.layers[1:], rule.feedback)]
-        for step in range(steps):
-            i = 32 * (step % 4)
-            sim.run(x[i:i + 32].double(), labels[i:i + 32], CrossEntropy())
-            opt.step()
-            opt.zero_grad()
+        _train_in_batches_of_32(sim, opt, x.double(), labels, steps, n_batches=4)
         return start, [layer.weight.detach() - b.t() for layer, b in zip(net.layers[1:], rule.feedback)]
 
     start, end = mismatch_after(decoupled=True)
@@ -177,18 +171,28 @@ def test_kolen_pollack_aligns_sooner_from_small_initial_weights():
                 layer.weight.mul_(scale)
             for b in rule.feedback:
                 b.mul_(scale)
-        opt = torch.optim.AdamW([{"params": [layer.weight for layer in net.layers] + rule.parameters(),
-                                  "weight_decay": 0.1},
-                                 {"params": [layer.bias for layer in net.layers], "weight_decay": 0.0}], lr=1e-2)
-        for step in range(48):
-            i = 32 * (step % 8)
-            sim.run(x[i:i + 32], labels[i:i + 32], CrossEntropy())
-            opt.step()
-            opt.zero_grad()
+        opt = _adamw_on_weights_and_feedback(net, rule, lr=1e-2, decay=0.1)
+        _train_in_batches_of_32(sim, opt, x, labels, steps=48, n_batches=8)
         return _kp_relative_error(net, rule)
 
     full, small = relative_error_after_training(1.0), relative_error_after_training(0.1)
     assert all(s < 0.3 * f for s, f in zip(small, full)), (small, full)
+
+
+def _adamw_on_weights_and_feedback(net, rule, lr: float, decay: float) -> torch.optim.AdamW:
+    """AdamW with decoupled decay λ on every W and every Kolen-Pollack B, none on the biases."""
+    return torch.optim.AdamW([{"params": [layer.weight for layer in net.layers] + rule.parameters(),
+                               "weight_decay": decay},
+                              {"params": [layer.bias for layer in net.layers], "weight_decay": 0.0}], lr=lr)
+
+
+def _train_in_batches_of_32(sim, opt, x, labels, steps: int, n_batches: int) -> None:
+    """``steps`` optimizer steps cycling through the first ``n_batches`` batches of 32."""
+    for step in range(steps):
+        i = 32 * (step % n_batches)
+        sim.run(x[i:i + 32], labels[i:i + 32], CrossEntropy())
+        opt.step()
+        opt.zero_grad()
 
 
 def _kp_relative_error(net, rule):
