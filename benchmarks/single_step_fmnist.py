@@ -16,6 +16,10 @@ per mini-batch and a ``torch.optim`` optimizer on ``net.parameters()``:
                with ``backprop-small-init`` and ``fa-small-init`` (BioTorch likewise) beside it.
                Initialisation as BioTorch's own model builders do it (``copy_weights=False``):
                Xavier-uniform W and zero b (``MLP(init="xavier")``), Xavier-uniform feedback B.
+- ``fmnist-copied`` the ``fmnist`` recipe for backprop / FA / DFA (with ``--peer``) initialised as
+               ``BioModule(nn.Sequential(...), mode=...)`` does by default (``copy_weights=True``): W and b
+               as PyTorch's ``nn.Linear`` draws them (``MLP(init="default")``), B Xavier-uniform.  It is the
+               way a user wraps their own MLP in BioTorch, so the issue's reference figures may come from it.
 - ``fmnist-raw`` the ``fmnist`` recipe for backprop / FA / DFA (with ``--peer``) on pixels in [0, 1]
                instead of standardised ones: the issue's BioTorch reference figures do not say
                which inputs they used.
@@ -91,14 +95,14 @@ def xavier_feedback(shapes: list[tuple[int, int]], seed: int) -> list[torch.Tens
     return [(torch.rand(shape, generator=generator) * 2 - 1) * (6.0 / sum(shape)) ** 0.5 for shape in shapes]
 
 
-def make_rule(row: str, seed: int, sizes: list[int], init: str) -> cl.rules.Rule:
-    """The rule of a table row, with its options; Xavier-uniform feedback when ``init="xavier"``,
+def make_rule(row: str, seed: int, sizes: list[int], feedback_init: str) -> cl.rules.Rule:
+    """The rule of a table row, with its options; Xavier-uniform feedback when ``feedback_init="xavier"``,
     times the row's ``INIT_SCALE``."""
     name, kwargs = rule_of(row)
     if name == "backprop":
         return cl.rules.Backprop()
     cls = cl.rules.RULES[name]
-    if init == "xavier" and issubclass(cls, (cl.rules.FA, cl.rules.DFA)):
+    if feedback_init == "xavier" and issubclass(cls, (cl.rules.FA, cl.rules.DFA)):
         scale = INIT_SCALE.get(row, 1.0)
         kwargs["feedback"] = [b * scale for b in xavier_feedback(cls().feedback_shapes(sizes), seed)]
     if "seed" in inspect.signature(cls).parameters:
@@ -137,7 +141,7 @@ def train(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int,
     torch.manual_seed(seed)
     net = cl.models.MLP(recipe["sizes"], activation=recipe["activation"], seed=seed, init=recipe["init"])
     scale_weights(net.layers, INIT_SCALE.get(rule_name, 1.0))
-    rule = make_rule(rule_name, seed, recipe["sizes"], recipe["init"])
+    rule = make_rule(rule_name, seed, recipe["sizes"], recipe.get("feedback_init", recipe["init"]))
     sim = cl.Simulator(net, rule)
     opt = make_optimizer(rule_name, net, rule, recipe["lr"])
     loss = CrossEntropy()
@@ -189,7 +193,8 @@ def train_peer(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int
     """The same recipe in BioTorch (Sanfiz & Akrout 2021), autograd with its FA/DFA layers: test
     accuracy after every epoch, mean training seconds per epoch."""
     torch.manual_seed(seed)
-    net = peer_net(recipe["sizes"], recipe["activation"], rule_of(rule_name)[0])
+    net = peer_net(recipe["sizes"], recipe["activation"], rule_of(rule_name)[0],
+                   recipe.get("peer_copy_weights", False))
     scale_weights([m for m in net.modules() if isinstance(m, torch.nn.Linear)], INIT_SCALE.get(rule_name, 1.0))
     opt = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -208,9 +213,10 @@ def train_peer(recipe: dict, rule_name: str, data: Split, epochs: int, seed: int
     return timed_epochs(data, epochs, seed, batch_size, train_batch, evaluate)
 
 
-def peer_net(sizes: list[int], activation: str, rule_name: str) -> torch.nn.Module:
-    """BioTorch's net as its own model builders make it: ``copy_weights=False``, so every layer
-    keeps BioTorch's Xavier-uniform W (and B) with zero biases."""
+def peer_net(sizes: list[int], activation: str, rule_name: str, copy_weights: bool) -> torch.nn.Module:
+    """BioTorch's net around an ``nn.Sequential`` MLP.  ``copy_weights=False``, as BioTorch's own model
+    builders do: every layer keeps BioTorch's Xavier-uniform W (and B) with zero biases; ``True``,
+    ``BioModule``'s default: W and b are the ``nn.Linear``'s own, B stays Xavier-uniform."""
     from biotorch.module.biomodule import BioModule
 
     act = {"tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[activation]
@@ -218,7 +224,7 @@ def peer_net(sizes: list[int], activation: str, rule_name: str) -> torch.nn.Modu
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers += [torch.nn.Linear(a, b)] + ([act()] if i < len(sizes) - 2 else [])
     mode = {"backprop": "backpropagation", "fa": "fa", "dfa": "dfa"}[rule_name]
-    return BioModule(torch.nn.Sequential(*layers), mode=mode, copy_weights=False, output_dim=sizes[-1])
+    return BioModule(torch.nn.Sequential(*layers), mode=mode, copy_weights=copy_weights, output_dim=sizes[-1])
 
 
 def feedback_mismatch(net: cl.models.MLP, rule: cl.rules.Rule) -> float | None:
@@ -245,6 +251,12 @@ RECIPES = {
                    epochs=10, lr=1e-3,
                    perturbation=["weight-perturbation", "node-perturbation-ff", "forward-gradient",
                                  "forward-gradient-activities"]),
+    # the issue's BioTorch figures, checked with BioModule's default initialisation
+    "fmnist-copied": dict(title="Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, PyTorch-default W "
+                                "and b, Xavier-uniform B (BioTorch: `BioModule`'s default `copy_weights=True`)",
+                          sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
+                          init="default", feedback_init="xavier", peer_copy_weights=True,
+                          rules=["backprop", "fa", "dfa"], epochs=10, lr=1e-3, perturbation=[]),
     # the issue's BioTorch figures, checked on unstandardised inputs: the same recipe with pixels in [0, 1]
     "fmnist-raw": dict(title="Fashion-MNIST, pixels in [0, 1] (not standardised), MLP 784-256-256-10 tanh, "
                              "Adam 1e-3, batch 128, Xavier init",
@@ -372,12 +384,21 @@ def _best(results: list[dict], key: str) -> str:
     return _fmt(values, 2) if values and None not in values else "–"
 
 
+def _last_three(results: list[dict], key: str) -> str:
+    """Mean ± sd over seeds of each run's mean test accuracy over its last three epochs ("–" under three,
+    or for runs from before the per-epoch curve was recorded)."""
+    curves = [r.get(key) for r in results]
+    if any(curve is None or len(curve) < 3 for curve in curves):
+        return "–"
+    return _fmt([statistics.mean(curve[-3:]) for curve in curves], 2)
+
+
 def table(recipe: dict, runs: dict[str, list[dict]]) -> list[str]:
     """Markdown rows for one dataset: creditlab and BioTorch side by side, per-epoch time ratio per seed pair."""
     lines = ["| rule | implementation | seeds | epochs | test accuracy, final epoch (%) | per seed "
-             "| test accuracy, best epoch (%) | s / epoch "
+             "| test accuracy, best epoch (%) | test accuracy, mean of last 3 epochs (%) | s / epoch "
              "| time ÷ BioTorch (same seed, back to back) | ‖B − W‖/‖W‖ at end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = [*recipe["rules"], *recipe["perturbation"]]
     for row, results in sorted(runs.items(), key=lambda item: order.index(item[0]) if item[0] in order
                                else len(order)):
@@ -392,12 +413,12 @@ def table(recipe: dict, runs: dict[str, list[dict]]) -> list[str]:
         ratio = _fmt([r["seconds_per_epoch"] / r["peer_seconds_per_epoch"] for r in paired], 2)
         lines.append(f"| {row} | creditlab | {seeds} | {epochs} | {_fmt(acc, 2)} "
                      f"| {' / '.join(f'{a:.2f}' for a in acc)} | {_best(results, 'best_accuracy')} "
-                     f"| {_fmt(sec, 2)} | {ratio} | {_fmt(mis, 3)} |")
+                     f"| {_last_three(results, 'accuracy_per_epoch')} | {_fmt(sec, 2)} | {ratio} | {_fmt(mis, 3)} |")
         if paired:
             p_acc = [r["peer_accuracy"] for r in paired]
             lines.append(f"| {row} | BioTorch 0.0.16 | {', '.join(str(r['seed']) for r in paired)} | {epochs} "
                          f"| {_fmt(p_acc, 2)} | {' / '.join(f'{a:.2f}' for a in p_acc)} "
-                         f"| {_best(paired, 'peer_best_accuracy')} "
+                         f"| {_best(paired, 'peer_best_accuracy')} | {_last_three(paired, 'peer_accuracy_per_epoch')} "
                          f"| {_fmt([r['peer_seconds_per_epoch'] for r in paired], 2)} | 1 | – |")
     return lines
 
@@ -465,6 +486,70 @@ def write_results(out: Path, header: list[str], device: str, name: str, lines: l
     write_atomic(json_path, json.dumps(data, indent=1))
 
 
+def rewrite_report(out: Path) -> None:
+    """The markdown beside ``out``'s JSON rebuilt from the runs it holds, no training: a table column
+    added after the runs reaches every section (sections without a JSON entry are kept as they are)."""
+    data = json.loads(out.with_suffix(".json").read_text())
+    sections = {}
+    for name in RECIPES:
+        if name not in data:
+            continue
+        results, epochs = data[name]["results"], data[name]["epochs"]
+        seeds = sorted({r["seed"] for runs in results.values() for row in runs.values() for r in row
+                        if r["epochs"] == epochs})
+        sections[name] = section(name, seeds, epochs, results)
+    write_atomic(out, merge_sections(out, header_lines(data["device"]), sections))
+
+
+#: end-of-training measures of one run, as the paired table names them
+MEASURES: dict[str, Callable[[list[float]], float]] = {
+    "final epoch": lambda curve: curve[-1],
+    "mean of last 3 epochs": lambda curve: statistics.mean(curve[-3:]),
+    "best epoch": max,
+}
+
+
+def paired_gaps(paths: list[Path], recipe: str = "fmnist", reference: str = "backprop") -> list[str]:
+    """Markdown: every row's mean test accuracy and its difference from ``reference`` on the same seed
+    (± standard error of the paired differences) under each of ``MEASURES``, pooling the seeds of
+    several results files; only rows with at least three seeds that ``reference`` also ran."""
+    curves: dict[str, dict[int, list[float]]] = {}
+    for path in paths:
+        entry = json.loads(path.with_suffix(".json").read_text())[recipe]
+        for runs in entry["results"].values():
+            for row, results in runs.items():
+                for r in results:
+                    if r["epochs"] == entry["epochs"] and "accuracy_per_epoch" in r:
+                        curves.setdefault(row, {})[r["seed"]] = r["accuracy_per_epoch"]
+    lines = ["| row | seeds | " + " | ".join(f"{m} (%) | − {reference}, same seed" for m in MEASURES) + " |",
+             "|---|---|" + "---|---|" * len(MEASURES)]
+    for row, by_seed in curves.items():
+        seeds = sorted(set(by_seed) & set(curves[reference]))
+        if len(seeds) < 3:
+            continue
+        cells = []
+        for measure in MEASURES.values():
+            values = [measure(by_seed[s]) for s in seeds]
+            gaps = [v - measure(curves[reference][s]) for v, s in zip(values, seeds)]
+            gap = "—" if row == reference else (f"{statistics.mean(gaps):+.2f}".replace("-", "−")
+                                                 + f" ± {statistics.stdev(gaps) / len(gaps) ** 0.5:.2f}")
+            cells += [f"{statistics.mean(values):.2f}", gap]
+        lines.append(f"| {row} | {len(seeds)} ({seeds[0]}–{seeds[-1]}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_table_text(paths: list[Path]) -> list[str]:
+    """The paired-difference file: title, what it pools, the table."""
+    names = ", ".join(f"`{p.name}`" for p in paths)
+    return ["# Single-step credit assignment: differences from backprop, paired by seed", "",
+            f"Generated by `python benchmarks/single_step_fmnist.py --paired ...` from the `fmnist` runs of "
+            f"{names} (Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, 10 epochs; rows and "
+            "their options as in those files).  Each cell: the mean over seeds, and the mean difference from "
+            "backprop trained on the same seed ± its standard error.  Best epoch picks the epoch on the test "
+            "set and is optimistic; the mean of the last three epochs damps the epoch-to-epoch swing of the "
+            "final epoch without choosing on the test set.", "", *paired_gaps(paths)]
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -481,10 +566,14 @@ def header_lines(device: str) -> list[str]:
             "whose two runs ran back to back).  BioTorch rows (`--peer`) train the same recipe with "
             "BioTorch 0.0.16, built with `copy_weights=False` as BioTorch's model builders do "
             "(Xavier-uniform W and B, zero biases); creditlab's `fmnist` rows use `MLP(init=\"xavier\")` "
-            "and Xavier-uniform feedback matrices to match.  Final epoch: test accuracy after the last "
+            "and Xavier-uniform feedback matrices to match.  The `fmnist-copied` section instead keeps "
+            "`BioModule`'s default `copy_weights=True` (PyTorch-default W and b, Xavier-uniform B), "
+            "creditlab `MLP(init=\"default\")` with Xavier-uniform B.  Final epoch: test accuracy after the last "
             "epoch.  Best epoch: the highest test accuracy over the epochs (what BioTorch's `Trainer` keeps "
             "as `best_acc`); it chooses the epoch on the test set, so it is optimistic; \"–\" marks runs "
-            "from before this column was recorded.  ‖B − W‖/‖W‖: B taken in the orientation of the W it "
+            "from before this column was recorded.  Mean of last 3 epochs: each run's test accuracy averaged "
+            "over epochs 8-10, which damps the epoch-to-epoch swing of the final-epoch figure without "
+            "choosing on the test set.  ‖B − W‖/‖W‖: B taken in the orientation of the W it "
             "stands in for (Bᵀ for FA and Kolen-Pollack, whose B_{l+1} carries δ_{l+1} down as W_{l+1}ᵀ "
             "would; before this revision the 256×256 layer compared B itself with W).  Rule options: "
             + ", ".join(f"{k} {v}" for k, v in RULE_OPTIONS.items())
@@ -511,8 +600,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="train only these rows (rule names, e.g. forward-gradient), default all")
     parser.add_argument("--merge", action="store_true",
                         help="keep the previous results (from the JSON) of the rows this run does not train")
+    parser.add_argument("--report", action="store_true",
+                        help="rebuild the markdown from the JSON beside --out without training")
+    parser.add_argument("--paired", type=Path, nargs="+", default=None, metavar="RESULTS_MD",
+                        help="pool the fmnist runs of these results files (their .json) and write each row's "
+                             "paired difference from backprop to --out, no training")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.paired:
+        write_atomic(args.out, "\n".join(paired_table_text(args.paired)) + "\n")
+        print(args.out.read_text(), flush=True)
+        return
+    if args.report:
+        rewrite_report(args.out)
+        print(args.out.read_text(), flush=True)
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     names = list(RECIPES) if args.recipe == "all" else [args.recipe]
