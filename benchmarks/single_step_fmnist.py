@@ -20,6 +20,7 @@ per mini-batch and a ``torch.optim`` optimizer on ``net.parameters()``:
                ``BioModule(nn.Sequential(...), mode=...)`` does by default (``copy_weights=True``): W and b
                as PyTorch's ``nn.Linear`` draws them (``MLP(init="default")``), B Xavier-uniform.  It is the
                way a user wraps their own MLP in BioTorch, so the issue's reference figures may come from it.
+- ``fmnist-copied-raw`` ``fmnist-copied`` on pixels in [0, 1].
 - ``fmnist-raw`` the ``fmnist`` recipe for backprop / FA / DFA (with ``--peer``) on pixels in [0, 1]
                instead of standardised ones: the issue's BioTorch reference figures do not say
                which inputs they used.
@@ -257,6 +258,12 @@ RECIPES = {
                           sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
                           init="default", feedback_init="xavier", peer_copy_weights=True,
                           rules=["backprop", "fa", "dfa"], epochs=10, lr=1e-3, perturbation=[]),
+    "fmnist-copied-raw": dict(title="Fashion-MNIST, pixels in [0, 1] (not standardised), MLP 784-256-256-10 tanh, "
+                                    "Adam 1e-3, batch 128, PyTorch-default W and b, Xavier-uniform B (BioTorch: "
+                                    "`BioModule`'s default `copy_weights=True`)",
+                              sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
+                              init="default", feedback_init="xavier", peer_copy_weights=True, inputs="raw",
+                              rules=["backprop", "fa", "dfa"], epochs=10, lr=1e-3, perturbation=[]),
     # the issue's BioTorch figures, checked on unstandardised inputs: the same recipe with pixels in [0, 1]
     "fmnist-raw": dict(title="Fashion-MNIST, pixels in [0, 1] (not standardised), MLP 784-256-256-10 tanh, "
                              "Adam 1e-3, batch 128, Xavier init",
