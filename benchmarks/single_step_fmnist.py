@@ -522,12 +522,20 @@ def paired_gaps(paths: list[Path], recipe: str = "fmnist", reference: str = "bac
     several results files; only rows with at least three seeds that ``reference`` also ran."""
     curves: dict[str, dict[int, list[float]]] = {}
     for path in paths:
-        entry = json.loads(path.with_suffix(".json").read_text())[recipe]
+        if not path.with_suffix(".json").exists():
+            raise SystemExit(f"--paired: {path} has no results JSON beside it ({path.with_suffix('.json')})")
+        data = json.loads(path.with_suffix(".json").read_text())
+        if recipe not in data:
+            raise SystemExit(f"--paired: {path.with_suffix('.json')} holds no {recipe!r} runs "
+                             f"(recipes there: {', '.join(k for k in data if k in RECIPES) or 'none'})")
+        entry = data[recipe]
         for runs in entry["results"].values():
             for row, results in runs.items():
                 for r in results:
                     if r["epochs"] == entry["epochs"] and "accuracy_per_epoch" in r:
                         curves.setdefault(row, {})[r["seed"]] = r["accuracy_per_epoch"]
+    if reference not in curves:
+        raise SystemExit(f"--paired: no {reference} runs of {recipe!r} in {', '.join(map(str, paths))}")
     lines = ["| row | seeds | " + " | ".join(f"{m} (%) | − {reference}, same seed" for m in MEASURES) + " |",
              "|---|---|" + "---|---|" * len(MEASURES)]
     for row, by_seed in curves.items():
