@@ -243,6 +243,14 @@ def feedback_mismatch(net: cl.models.MLP, rule: cl.rules.Rule) -> float | None:
     return None
 
 
+#: backprop / FA / DFA initialised as ``BioModule(nn.Sequential(...))`` leaves them (``copy_weights=True``)
+COPIED_INIT_NET = ("MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, PyTorch-default W and b, Xavier-uniform B "
+                   "(BioTorch: `BioModule`'s default `copy_weights=True`)")
+COPIED_INIT = dict(title=f"Fashion-MNIST, {COPIED_INIT_NET}",
+                   sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"], init="default",
+                   feedback_init="xavier", peer_copy_weights=True, rules=["backprop", "fa", "dfa"], epochs=10,
+                   lr=1e-3, perturbation=[])
+
 RECIPES = {
     "fmnist": dict(title="Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, Xavier init",
                    sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"], init="xavier",
@@ -253,17 +261,9 @@ RECIPES = {
                    perturbation=["weight-perturbation", "node-perturbation-ff", "forward-gradient",
                                  "forward-gradient-activities"]),
     # the issue's BioTorch figures, checked with BioModule's default initialisation
-    "fmnist-copied": dict(title="Fashion-MNIST, MLP 784-256-256-10 tanh, Adam 1e-3, batch 128, PyTorch-default W "
-                                "and b, Xavier-uniform B (BioTorch: `BioModule`'s default `copy_weights=True`)",
-                          sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
-                          init="default", feedback_init="xavier", peer_copy_weights=True,
-                          rules=["backprop", "fa", "dfa"], epochs=10, lr=1e-3, perturbation=[]),
-    "fmnist-copied-raw": dict(title="Fashion-MNIST, pixels in [0, 1] (not standardised), MLP 784-256-256-10 tanh, "
-                                    "Adam 1e-3, batch 128, PyTorch-default W and b, Xavier-uniform B (BioTorch: "
-                                    "`BioModule`'s default `copy_weights=True`)",
-                              sizes=[784, 256, 256, 10], activation="tanh", datasets=["fashion-mnist"],
-                              init="default", feedback_init="xavier", peer_copy_weights=True, inputs="raw",
-                              rules=["backprop", "fa", "dfa"], epochs=10, lr=1e-3, perturbation=[]),
+    "fmnist-copied": COPIED_INIT,
+    "fmnist-copied-raw": dict(COPIED_INIT, inputs="raw",
+                              title=f"Fashion-MNIST, pixels in [0, 1] (not standardised), {COPIED_INIT_NET}"),
     # the issue's BioTorch figures, checked on unstandardised inputs: the same recipe with pixels in [0, 1]
     "fmnist-raw": dict(title="Fashion-MNIST, pixels in [0, 1] (not standardised), MLP 784-256-256-10 tanh, "
                              "Adam 1e-3, batch 128, Xavier init",
@@ -581,7 +581,7 @@ def header_lines(device: str) -> list[str]:
             "whose two runs ran back to back).  BioTorch rows (`--peer`) train the same recipe with "
             "BioTorch 0.0.16, built with `copy_weights=False` as BioTorch's model builders do "
             "(Xavier-uniform W and B, zero biases); creditlab's `fmnist` rows use `MLP(init=\"xavier\")` "
-            "and Xavier-uniform feedback matrices to match.  The `fmnist-copied` section instead keeps "
+            "and Xavier-uniform feedback matrices to match.  The `fmnist-copied` sections instead keep "
             "`BioModule`'s default `copy_weights=True` (PyTorch-default W and b, Xavier-uniform B), "
             "creditlab `MLP(init=\"default\")` with Xavier-uniform B.  Final epoch: test accuracy after the last "
             "epoch.  Best epoch: the highest test accuracy over the epochs (what BioTorch's `Trainer` keeps "
