@@ -391,13 +391,21 @@ def _best(results: list[dict], key: str) -> str:
     return _fmt(values, 2) if values and None not in values else "–"
 
 
+#: end-of-training measures of one run, as the paired table names them
+MEASURES: dict[str, Callable[[list[float]], float]] = {
+    "final epoch": lambda curve: curve[-1],
+    "mean of last 3 epochs": lambda curve: statistics.mean(curve[-3:]),
+    "best epoch": max,
+}
+
+
 def _last_three(results: list[dict], key: str) -> str:
     """Mean ± sd over seeds of each run's mean test accuracy over its last three epochs ("–" under three,
     or for runs from before the per-epoch curve was recorded)."""
     curves = [r.get(key) for r in results]
     if any(curve is None or len(curve) < 3 for curve in curves):
         return "–"
-    return _fmt([statistics.mean(curve[-3:]) for curve in curves], 2)
+    return _fmt([MEASURES["mean of last 3 epochs"](curve) for curve in curves], 2)
 
 
 def table(recipe: dict, runs: dict[str, list[dict]]) -> list[str]:
@@ -508,18 +516,11 @@ def rewrite_report(out: Path) -> None:
     write_atomic(out, merge_sections(out, header_lines(data["device"]), sections))
 
 
-#: end-of-training measures of one run, as the paired table names them
-MEASURES: dict[str, Callable[[list[float]], float]] = {
-    "final epoch": lambda curve: curve[-1],
-    "mean of last 3 epochs": lambda curve: statistics.mean(curve[-3:]),
-    "best epoch": max,
-}
-
-
 def paired_gaps(paths: list[Path], recipe: str = "fmnist", reference: str = "backprop") -> list[str]:
     """Markdown: every row's mean test accuracy and its difference from ``reference`` on the same seed
     (± standard error of the paired differences) under each of ``MEASURES``, pooling the seeds of
-    several results files; only rows with at least three seeds that ``reference`` also ran."""
+    several results files (a seed run in two files counts once, from the later file); only rows with
+    at least three seeds that ``reference`` also ran."""
     curves: dict[str, dict[int, list[float]]] = {}
     for path in paths:
         if not path.with_suffix(".json").exists():
@@ -615,11 +616,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="train only these rows (rule names, e.g. forward-gradient), default all")
     parser.add_argument("--merge", action="store_true",
                         help="keep the previous results (from the JSON) of the rows this run does not train")
-    parser.add_argument("--report", action="store_true",
-                        help="rebuild the markdown from the JSON beside --out without training")
-    parser.add_argument("--paired", type=Path, nargs="+", default=None, metavar="RESULTS_MD",
-                        help="pool the fmnist runs of these results files (their .json) and write each row's "
-                             "paired difference from backprop to --out, no training")
+    no_training = parser.add_mutually_exclusive_group()
+    no_training.add_argument("--report", action="store_true",
+                             help="rebuild the markdown from the JSON beside --out without training")
+    no_training.add_argument("--paired", type=Path, nargs="+", default=None, metavar="RESULTS_MD",
+                             help="pool the fmnist runs of these results files (their .json) and write each row's "
+                                  "paired difference from backprop to --out, no training")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.paired:
